@@ -1,0 +1,165 @@
+"""Ingest benchmark: identity NDJSON -> analytics Arrow table.
+
+Measured in one process, on the same file, alternating runs (median of --repeat):
+  * identity_analytics  Dataset.from_files(...).identities  (parse, dedupe, project, pseudonymise)
+  * duckdb read_ndjson  of the same columns, with the same types, into an Arrow table
+  * pandas              json.loads per line + pandas.json_normalize
+Peak RSS of each is measured in a fresh subprocess. Then a >= 1 GB file is streamed into a
+Parquet store in a subprocess and its peak RSS is reported.
+
+    .venv/bin/python bench/ingest.py                     # 200k identities + 1.1 GB streaming
+    .venv/bin/python bench/ingest.py --skip-big          # without the 1 GB part
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "bench" / ".data"
+KEY = b"bench-pseudonym-key"
+
+
+def ensure_file(name: str, *args: str) -> Path:
+    """Generate (once) a synthetic identities file with data/generate.py."""
+    out = DATA / name
+    path = out / "identities.ndjson"
+    if not path.exists():
+        subprocess.run([sys.executable, str(ROOT / "data" / "generate.py"), "--out", str(out), *args], check=True)
+    return path
+
+
+def run_ours(path: Path) -> int:
+    import identity_analytics as ia
+
+    with ia.Dataset.from_files(path, policy=ia.PrivacyPolicy(pseudonym_key=KEY)) as ds:
+        return ds.identities.num_rows
+
+
+def run_duckdb(path: Path) -> int:
+    import duckdb
+
+    from identity_analytics.loaders.staging import STRUCTURES, _sql_type
+
+    columns = {k: _sql_type(v) for k, v in STRUCTURES["identity"].items()}
+    con = duckdb.connect()
+    try:
+        table = con.sql(
+            f"SELECT * FROM read_ndjson('{path}', columns={columns!r}, format='newline_delimited', records=true)"
+        ).to_arrow_table()
+        return table.num_rows
+    finally:
+        con.close()
+
+
+def run_pandas(path: Path) -> int:
+    import pandas as pd
+
+    with path.open("rb") as f:
+        frame = pd.json_normalize([json.loads(line) for line in f if line.strip()])
+    return len(frame)
+
+
+RUNNERS = {"identity_analytics": run_ours, "duckdb_read_ndjson": run_duckdb, "pandas_json_normalize": run_pandas}
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def child_rss(mode: str, path: Path, *extra: str) -> tuple[float, str]:
+    """Run one measurement in a fresh interpreter; (peak RSS MiB, its stdout)."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", mode, str(path), *extra], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    rss, _, rest = out.partition(" ")
+    return float(rss), rest
+
+
+def child(mode: str, path: Path, extra: list[str]) -> None:
+    if mode == "stream":
+        import identity_analytics as ia
+
+        store = Path(extra[0])
+        start = time.perf_counter()
+        ds = ia.Dataset.from_files(
+            path,
+            policy=ia.PrivacyPolicy(pseudonym_key=KEY),
+            store=store,
+            memory_limit=extra[1],
+            temp_directory=store.parent / "spill",
+        )
+        rows = len(ds)
+        ds.close()
+        print(f"{peak_rss_mib():.0f} {rows} {time.perf_counter() - start:.1f}")
+    else:
+        rows = RUNNERS[mode](path)
+        print(f"{peak_rss_mib():.0f} {rows}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="ingest benchmark")
+    parser.add_argument("--identities", type=int, default=200_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--big-bytes", type=float, default=1.1e9)
+    parser.add_argument("--memory-limit", default="512MB", help="DuckDB memory limit when streaming the big file")
+    parser.add_argument("--skip-big", action="store_true")
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child[0], Path(args.child[1]), args.child[2:])
+        return
+
+    path = ensure_file(f"ingest-{args.identities}", "--identities", str(args.identities))
+    size_mb = path.stat().st_size / 1e6
+    print(f"file: {args.identities:,} identities, {size_mb:.0f} MB NDJSON (synthetic, Kratos shape)\n")
+    times: dict[str, list[float]] = {"identity_analytics": [], "duckdb_read_ndjson": []}
+    for _ in range(args.repeat):
+        for name in times:
+            gc.collect()
+            start = time.perf_counter()
+            rows = RUNNERS[name](path)
+            times[name].append(time.perf_counter() - start)
+            assert rows == args.identities, (name, rows)
+    start = time.perf_counter()
+    RUNNERS["pandas_json_normalize"](path)
+    times["pandas_json_normalize"] = [time.perf_counter() - start]
+
+    ours = statistics.median(times["identity_analytics"])
+    print(f"{'loader':<24}{'seconds':>9}{'rows/s':>12}{'ours / it':>11}{'peak RSS MiB':>14}")
+    for name, values in times.items():
+        seconds = statistics.median(values)
+        rss, _ = child_rss(name, path)
+        print(f"{name:<24}{seconds:>9.2f}{args.identities / seconds:>12,.0f}{seconds / ours:>10.2f}x{rss:>14.0f}")
+    print(
+        "\n'ours / it' = identity_analytics rows/s divided by that loader's rows/s "
+        "(targets: >= 0.8x duckdb_read_ndjson, >= 20x pandas_json_normalize)"
+    )
+
+    if not args.skip_big:
+        big = ensure_file("ingest-big", "--target-bytes", str(args.big_bytes))
+        work = Path(tempfile.mkdtemp(prefix="ia-bench-"))
+        try:
+            rss, rest = child_rss("stream", big, str(work / "store"), args.memory_limit)
+            rows, seconds = rest.split()
+            print(
+                f"\nstreaming {big.stat().st_size / 1e9:.2f} GB ({int(rows):,} identities) into a Parquet store "
+                f"with memory_limit={args.memory_limit}: {float(seconds):.0f} s, peak RSS {rss:.0f} MiB "
+                f"(target <= 1024 MiB)"
+            )
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,29 @@
+"""identity-analytics: privacy-safe demographics analytics over identity platform data."""
+
+from identity_analytics.contracts import Demographics, Identity, Profile, PublicProfile
+from identity_analytics.dataset import Dataset
+from identity_analytics.errors import IdentityAnalyticsError, LoadError, NotFound, PrivacyError, SourceError
+from identity_analytics.load_report import LoadReport, SourceCounts
+from identity_analytics.policy import PrivacyPolicy, PseudonymKeyWarning
+from identity_analytics.vocabulary import Vocabulary
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Dataset",
+    "Demographics",
+    "Identity",
+    "IdentityAnalyticsError",
+    "LoadError",
+    "LoadReport",
+    "NotFound",
+    "PrivacyError",
+    "PrivacyPolicy",
+    "Profile",
+    "PseudonymKeyWarning",
+    "PublicProfile",
+    "SourceCounts",
+    "SourceError",
+    "Vocabulary",
+    "__version__",
+]

@@ -1,0 +1,119 @@
+"""One load from start to end: stage every source, then project, then count.
+
+Identity sources are staged first and deduplicated, then demographics (embedded in combined
+records, then demographics files, a later source winning for the same identity), then the
+projection builds the analytics and profile tables. Every record read ends up loaded,
+quarantined or counted as a duplicate, per source.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from typing import Literal
+
+import duckdb
+import pyarrow as pa
+
+from identity_analytics.load_report import FileCounts, LoadReport
+from identity_analytics.loaders import projection
+from identity_analytics.loaders.files import StagedSource, stage_file
+from identity_analytics.loaders.formats import PathSpec, inspect_file, resolve_paths
+from identity_analytics.loaders.quarantine import QuarantineLog
+from identity_analytics.loaders.staging import Staging
+from identity_analytics.policy import PrivacyPolicy
+from identity_analytics.vocabulary import Vocabulary
+
+logger = logging.getLogger(__name__)
+
+
+def load_files(
+    con: duckdb.DuckDBPyConnection,
+    identities: PathSpec,
+    demographics: PathSpec | None,
+    policy: PrivacyPolicy,
+    vocabulary: Vocabulary,
+    reference_date: datetime.date,
+    strict: bool,
+) -> tuple[LoadReport, pa.Table]:
+    """Load identity (and demographics) files into the connection's analytics and profile tables."""
+    log = QuarantineLog(strict=strict)
+    staging = Staging(con)
+    identity_sources = [
+        StagedSource(i, inspect_file(p, "identities")) for i, p in enumerate(resolve_paths(identities, "identities"))
+    ]
+    demo_paths = [] if demographics is None else resolve_paths(demographics, "demographics")
+    demo_sources = [
+        StagedSource(len(identity_sources) + i, inspect_file(p, "demographics")) for i, p in enumerate(demo_paths)
+    ]
+    for staged in identity_sources:
+        stage_file(staging, staged, log)
+    counts = projection.ProjectionCounts()
+    projection.select_winners(con, counts)
+    projection.stage_embedded_demographics(con, counts)
+    for staged in demo_sources:
+        stage_file(staging, staged, log)
+    unknown = projection.find_unknown_identities(con)
+    to_reread = {src for src, line, _ in unknown if line is None}
+    if to_reread:
+        for staged in demo_sources:
+            if staged.src in to_reread:
+                logger.info("%s names identities that were not loaded; re-reading it line by line", staged.source.label)
+                staging.discard(staged.src)
+                stage_file(staging, staged, log, exact=True)
+        unknown = projection.find_unknown_identities(con)
+    labels = {s.src: s.source.label for s in identity_sources + demo_sources}
+    for src, line in counts.embedded_not_object:
+        log.add(labels[src], line, "`demographics` is not an object", text=None)
+    for src, line, fields in unknown:
+        log.add(labels[src], line, "unknown identity: no loaded identity has this `identity_id`", value=fields)
+    counts.unknown_identity = unknown
+    projection.select_demographics(con, counts)
+    projection.project(con, policy, vocabulary, reference_date, counts)
+    report = LoadReport.from_sources(_file_counts(identity_sources, demo_sources, counts), counts.other_values)
+    logger.info("loaded identities: %s", report.identities)
+    return report, log.to_arrow()
+
+
+def _file_counts(
+    identity_sources: list[StagedSource], demo_sources: list[StagedSource], counts: projection.ProjectionCounts
+) -> list[FileCounts]:
+    unknown: dict[int, int] = {}
+    for src, _, _ in counts.unknown_identity:
+        unknown[src] = unknown.get(src, 0) + 1
+    not_object: dict[int, int] = {}
+    for src, _ in counts.embedded_not_object:
+        not_object[src] = not_object.get(src, 0) + 1
+    result: list[FileCounts] = []
+    for s in identity_sources:
+        staged, loaded = counts.identity_staged.get(s.src, 0), counts.identity_loaded.get(s.src, 0)
+        result.append(_counts(s, "identities", s.read, loaded, s.quarantined, staged - loaded))
+        if s.source.layout == "combined":
+            embedded = counts.demographics_staged.get(s.src, 0)
+            kept = counts.demographics_loaded.get(s.src, 0)
+            duplicates = counts.embedded_duplicates.get(s.src, 0)
+            bad = not_object.get(s.src, 0)
+            result.append(
+                _counts(s, "demographics", embedded + duplicates + bad, kept, bad, duplicates + embedded - kept)
+            )
+    for s in demo_sources:
+        staged, loaded = counts.demographics_staged.get(s.src, 0), counts.demographics_loaded.get(s.src, 0)
+        bad = unknown.get(s.src, 0)
+        result.append(_counts(s, "demographics", s.read, loaded, s.quarantined + bad, staged - bad - loaded))
+    return result
+
+
+def _counts(
+    staged: StagedSource,
+    kind: Literal["identities", "demographics"],
+    read: int,
+    loaded: int,
+    quarantined: int,
+    duplicates: int,
+) -> FileCounts:
+    counts = FileCounts(
+        source=staged.source.label, kind=kind, read=read, loaded=loaded, quarantined=quarantined, duplicates=duplicates
+    )
+    if not counts.balanced:
+        raise RuntimeError(f"record counts of {counts.source} do not add up: {counts}")
+    return counts

@@ -1,0 +1,91 @@
+"""Redacted excerpts of bad records, safe to keep in the quarantine table.
+
+An excerpt shows a record's shape, never its values: every string value becomes ``"…"``,
+every number or bare word becomes ``…``, key names are kept only when they belong to the
+API contracts, and ``credentials``/``metadata_admin`` subtrees are cut away whole when the
+record can be parsed. Malformed text is redacted token by token, unterminated strings
+included, so a secret in a broken line is masked as well.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from identity_analytics.contracts import DROPPED_IDENTITY_KEYS
+
+MASK = "…"
+MAX_EXCERPT_CHARS = 200
+
+#: Key names shown in excerpts; any other key is masked like a value.
+KNOWN_KEYS: frozenset[str] = frozenset(
+    {
+        # identity
+        "id", "schema_id", "schema_url", "source", "organization_id", "external_id", "state",
+        "state_changed_at", "created_at", "updated_at", "credentials", "traits",
+        "verifiable_addresses", "recovery_addresses", "metadata_public", "metadata_admin",
+        # traits and addresses
+        "name", "given_name", "family_name", "middle_name", "birthdate", "email", "emails",
+        "username", "gender", "citizenship", "locale", "value", "verified", "via", "status",
+        "verified_at", "picture",
+        # demographics and combined records
+        "identity", "demographics", "identity_id", "age", "income", "household",
+        "relationship_status", "parental_status",
+    }
+)  # fmt: skip
+
+_TOKEN = re.compile(
+    r'"(?:[^"\\]|\\.)*"?'  # a string literal, possibly unterminated
+    r"|[-+0-9A-Za-z_.$]+"  # a number, bare word or other run of value characters
+)
+
+
+def _key(name: str) -> str:
+    return json.dumps(name if name in KNOWN_KEYS else MASK, ensure_ascii=False)
+
+
+def _render(value: Any) -> str:
+    if isinstance(value, dict):
+        items = (f"{_key(str(k))}:{_render(v)}" for k, v in value.items() if k not in DROPPED_IDENTITY_KEYS)
+        return "{" + ",".join(items) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(_render(v) for v in value) + "]"
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    if isinstance(value, str):
+        return f'"{MASK}"'
+    return MASK
+
+
+def _redact_tokens(text: str) -> str:
+    def replace(match: re.Match[str]) -> str:
+        token = match.group(0)
+        if token.startswith('"'):
+            rest = text[match.end() :].lstrip()
+            inner = token[1:-1] if len(token) > 1 and token.endswith('"') else None
+            if inner is not None and rest.startswith(":") and inner in KNOWN_KEYS:
+                return token
+            return f'"{MASK}"'
+        return token if token in ("true", "false", "null") else MASK
+
+    return _TOKEN.sub(replace, text)
+
+
+def _truncate(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_EXCERPT_CHARS else text[: MAX_EXCERPT_CHARS - 1] + MASK
+
+
+def redact_value(value: Any) -> str:
+    """The excerpt of an already parsed record."""
+    return _truncate(_render(value))
+
+
+def redact_text(text: str) -> str:
+    """The excerpt of a record's raw text, parseable or not."""
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return _truncate(_redact_tokens(text.strip()))
+    return redact_value(value)

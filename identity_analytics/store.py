@@ -1,0 +1,147 @@
+"""The Parquet store: analytics table, profile store and quarantine, with a manifest.
+
+A store is a directory: ``manifest.json`` plus one Parquet file per table. It is written
+into a temporary sibling directory and renamed into place, so a reader never sees half a
+store. The manifest records the library version, the reference date, the policy settings
+(never the key; a key fingerprint tells whether pseudonyms join), the vocabulary and the
+load report.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow.parquet as pq
+
+from identity_analytics.errors import LoadError
+from identity_analytics.load_report import LoadReport
+from identity_analytics.loaders.projection import ANALYTICS_TABLE, PROFILE_TABLE, create_enum_types, enum_type
+from identity_analytics.policy import PrivacyPolicy, PseudonymKeyWarning
+from identity_analytics.vocabulary import Vocabulary
+
+if TYPE_CHECKING:
+    from identity_analytics.dataset import Dataset
+
+STORE_FORMAT = "identity-analytics-store"
+STORE_VERSION = 1
+MANIFEST = "manifest.json"
+_FILES = {"identities": "identities.parquet", "profiles": "profiles.parquet", "quarantine": "quarantine.parquet"}
+
+
+def _version() -> str:
+    from identity_analytics import __version__
+
+    return __version__
+
+
+def _literal(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def save_store(dataset: Dataset, path: Path, *, overwrite: bool) -> Path:
+    """Write ``dataset`` to ``path`` atomically; refuse to replace a store unless ``overwrite``."""
+    if path.exists() and any(path.iterdir()) if path.is_dir() else path.exists():
+        if not overwrite:
+            raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it")
+        if not (path / MANIFEST).is_file():
+            raise FileExistsError(f"{path} exists and is not a store; refusing to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        con = dataset.connection
+        con.execute(f"COPY {ANALYTICS_TABLE} TO {_literal(work / _FILES['identities'])} (FORMAT parquet)")
+        con.execute(f"COPY {PROFILE_TABLE} TO {_literal(work / _FILES['profiles'])} (FORMAT parquet)")
+        pq.write_table(dataset.quarantine, work / _FILES["quarantine"])
+        manifest: dict[str, Any] = {
+            "format": STORE_FORMAT,
+            "format_version": STORE_VERSION,
+            "library_version": _version(),
+            "created_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "reference_date": dataset.reference_date.isoformat(),
+            "policy": dataset.policy.settings(),
+            "vocabulary": dataset.vocabulary.to_dict(),
+            "load_report": dataset.load_report.model_dump(mode="json"),
+            "tables": {
+                "identities": {"file": _FILES["identities"], "rows": len(dataset)},
+                "profiles": {"file": _FILES["profiles"]},
+                "quarantine": {"file": _FILES["quarantine"], "rows": dataset.quarantine.num_rows},
+            },
+        }
+        (work / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", "utf-8")
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            path.rename(old)
+            work.rename(path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            work.rename(path)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return path
+
+
+def open_store(cls: type[Dataset], path: Path, policy: PrivacyPolicy | None) -> Dataset:
+    """Open the store at ``path`` as a Dataset (tables stay in the Parquet files)."""
+    from identity_analytics.dataset import ANALYTICS_COLUMNS, connect
+
+    manifest_path = path / MANIFEST
+    try:
+        manifest = json.loads(manifest_path.read_text("utf-8"))
+    except (OSError, ValueError) as error:
+        raise LoadError(
+            f"cannot open the store {path}: {manifest_path.name} is missing or unreadable ({type(error).__name__}); "
+            "a store is a directory written by Dataset.save",
+            source=str(path),
+        ) from None
+    if manifest.get("format") != STORE_FORMAT or manifest.get("format_version") != STORE_VERSION:
+        raise LoadError(f"{path} is not a store of format {STORE_FORMAT} v{STORE_VERSION}", source=str(path))
+    settings = manifest.get("policy", {})
+    if policy is None:
+        policy = PrivacyPolicy(k=settings.get("k", 10), include_inactive=settings.get("include_inactive", False))
+    if settings.get("pseudonym_key_id") not in (None, policy.key_id()):
+        warnings.warn(
+            f"the store {path} was written with another pseudonym key: its pseudonyms will not "
+            "join with pseudonyms computed now",
+            PseudonymKeyWarning,
+            stacklevel=3,
+        )
+    vocabulary = Vocabulary(manifest["vocabulary"])
+    con = connect()
+    try:
+        create_enum_types(con, vocabulary)
+        files = {name: path / spec["file"] for name, spec in manifest["tables"].items()}
+        casts = ", ".join("pseudonym" if c == "pseudonym" else f"{c}::{enum_type(c)} AS {c}" for c in ANALYTICS_COLUMNS)
+        con.execute(
+            f"CREATE VIEW {ANALYTICS_TABLE} AS SELECT {casts} FROM read_parquet({_literal(files['identities'])})"
+        )
+        con.execute(
+            f"""CREATE VIEW {PROFILE_TABLE} AS SELECT id, state, traits::JSON AS traits,
+            metadata_public::JSON AS metadata_public
+            FROM read_parquet({_literal(files["profiles"])})"""
+        )
+        quarantine = pq.read_table(files["quarantine"])
+        con.execute(f"SELECT count(*) FROM {ANALYTICS_TABLE}").fetchall()
+    except Exception as error:
+        con.close()
+        if isinstance(error, LoadError):
+            raise
+        raise LoadError(
+            f"cannot open the store {path}: {type(error).__name__}: a table file is missing or damaged",
+            source=str(path),
+        ) from None
+    return cls(
+        con,
+        policy,
+        vocabulary,
+        datetime.date.fromisoformat(manifest["reference_date"]),
+        LoadReport.model_validate(manifest["load_report"]),
+        quarantine,
+    )

@@ -1,0 +1,211 @@
+"""File formats: NDJSON, JSON arrays/documents, Parquet, gzip, combined records, globs."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+
+import identity_analytics as ia
+from identity_analytics.loaders import files
+from tests.conftest import FIXTURES, REFERENCE_DATE, write_lines
+
+
+def _identity(identity_id: str, **traits: object) -> dict[str, object]:
+    return {"id": identity_id, "state": "active", "updated_at": "2026-01-01T00:00:00Z", "traits": dict(traits)}
+
+
+def _ids(ds: ia.Dataset, policy: ia.PrivacyPolicy, *ids: str) -> None:
+    assert sorted(ds.identities.column("pseudonym").to_pylist()) == sorted(policy.pseudonym(i) for i in ids)
+
+
+def test_fixture_ndjson_loads_with_counts_that_add_up(fixture_dataset: ia.Dataset) -> None:
+    report = fixture_dataset.load_report
+    for counts in (report.identities, report.demographics, *report.sources):
+        assert counts.read == counts.loaded + counts.quarantined + counts.duplicates
+    assert report.identities.loaded == 2000 == fixture_dataset.identities.num_rows
+    assert report.identities.duplicates == 2
+    assert report.identities.quarantined == 5
+    assert fixture_dataset.quarantine.num_rows == report.identities.quarantined + report.demographics.quarantined
+
+
+def test_gzip_is_read_transparently_whatever_the_name(tmp_path: Path, policy: ia.PrivacyPolicy) -> None:
+    plain = ia.Dataset.from_files(FIXTURES / "identities.ndjson", policy=policy, reference_date=REFERENCE_DATE)
+    target = tmp_path / "identities.data"  # no .gz suffix: detected from the magic bytes
+    with (FIXTURES / "identities.ndjson").open("rb") as src, gzip.open(target, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    zipped = ia.Dataset.from_files(target, policy=policy, reference_date=REFERENCE_DATE)
+    assert zipped.load_report.identities == plain.load_report.identities
+    assert zipped.identities.sort_by("pseudonym").equals(plain.identities.sort_by("pseudonym"))
+    assert zipped.quarantine.column("line").to_pylist() == plain.quarantine.column("line").to_pylist()
+
+
+def test_exact_path_gives_the_same_table_as_the_fast_path(tmp_path: Path, policy: ia.PrivacyPolicy) -> None:
+    clean = [json.dumps(_identity(f"id-{i}", gender="female", birthdate="1990-01-01")) for i in range(50)]
+    fast = ia.Dataset.from_files(
+        write_lines(tmp_path / "clean.ndjson", clean), policy=policy, reference_date=REFERENCE_DATE
+    )
+    dirty = ia.Dataset.from_files(
+        write_lines(tmp_path / "dirty.ndjson", [*clean, "{broken"]), policy=policy, reference_date=REFERENCE_DATE
+    )
+    assert dirty.identities.sort_by("pseudonym").equals(fast.identities.sort_by("pseudonym"))
+    assert dirty.load_report.identities.quarantined == 1 and dirty.quarantine.column("line").to_pylist() == [51]
+
+
+def test_small_chunks_keep_line_numbers_exact(
+    tmp_path: Path, policy: ia.PrivacyPolicy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(files, "CHUNK_BYTES", 64)
+    lines = [json.dumps(_identity(f"id-{i}")) if i % 5 else "not json" for i in range(40)]
+    ds = ia.Dataset.from_files(write_lines(tmp_path / "ids.ndjson", lines), policy=policy)
+    assert ds.quarantine.column("line").to_pylist() == [i + 1 for i in range(40) if i % 5 == 0]
+    assert ds.load_report.identities.loaded == 32
+
+
+def test_json_array_kratos_list_page(policy: ia.PrivacyPolicy) -> None:
+    ds = ia.Dataset.from_files(FIXTURES / "kratos_list_page.json", policy=policy)
+    page = json.loads((FIXTURES / "kratos_list_page.json").read_text())
+    _ids(ds, policy, *(r["id"] for r in page))
+    assert ds.load_report.identities.read == len(page)
+
+
+def test_json_array_bad_elements_are_quarantined_with_their_position(tmp_path: Path, policy: ia.PrivacyPolicy) -> None:
+    path = tmp_path / "page.json"
+    path.write_text(json.dumps([_identity("a"), 42, {"no": "id"}, _identity("b")], indent=2))
+    ds = ia.Dataset.from_files(path, policy=policy)
+    _ids(ds, policy, "a", "b")
+    assert ds.quarantine.select(["line", "reason"]).to_pylist() == [
+        {"line": 2, "reason": "record is not a JSON object (got a number)"},
+        {"line": 3, "reason": "missing `id`"},
+    ]
+
+
+def test_truncated_json_array_keeps_the_records_before_the_fault(tmp_path: Path, policy: ia.PrivacyPolicy) -> None:
+    path = tmp_path / "page.json"
+    text = json.dumps([_identity("a"), _identity("b"), _identity("c")])
+    path.write_text(text[: text.index('"c"') + 2])
+    ds = ia.Dataset.from_files(path, policy=policy)
+    _ids(ds, policy, "a", "b")
+    (row,) = ds.quarantine.to_pylist()
+    assert row["line"] == 3 and "malformed JSON" in row["reason"] and "rest of the file" in row["reason"]
+    assert ds.load_report.identities.read == 3
+
+
+def test_single_pretty_printed_identity_document(tmp_path: Path, policy: ia.PrivacyPolicy) -> None:
+    path = tmp_path / "identity.json"
+    path.write_text(json.dumps(_identity("solo", gender="male"), indent=2))
+    ds = ia.Dataset.from_files(path, policy=policy)
+    _ids(ds, policy, "solo")
+    assert ds.identities.column("gender").to_pylist() == ["male"]
+
+
+def test_parquet_identities_and_demographics(tmp_path: Path, policy: ia.PrivacyPolicy) -> None:
+    con = duckdb.connect()
+    ids_path, demo_path = tmp_path / "ids.parquet", tmp_path / "demo.parquet"
+    for name, target, key, rows in (
+        ("identities", ids_path, "id", 300),
+        ("demographics", demo_path, "identity_id", 200),
+    ):
+        good = []
+        for line in (FIXTURES / f"{name}.ndjson").read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and isinstance(record.get(key), str) and record[key]:
+                good.append(line)
+        clean = write_lines(tmp_path / f"{name}.ndjson", good[:rows])
+        con.execute(f"COPY (SELECT * FROM read_ndjson('{clean}')) TO '{target}'")
+    from_parquet = ia.Dataset.from_files(ids_path, demo_path, policy=policy, reference_date=REFERENCE_DATE)
+    assert from_parquet.load_report.identities.read == 300
+    assert from_parquet.load_report.identities.loaded + from_parquet.load_report.identities.duplicates == 300
+    counts = from_parquet.load_report.demographics
+    assert counts.read == 200 and counts.balanced
+    assert from_parquet.identities.column("income").to_pylist().count("undetermined") < 300
+
+
+def test_parquet_rows_without_string_id_are_quarantined_with_row_numbers(
+    tmp_path: Path, policy: ia.PrivacyPolicy
+) -> None:
+    path = tmp_path / "bad.parquet"
+    duckdb.connect().execute(
+        f"COPY (SELECT * FROM (VALUES ('a', 'active'), (NULL, 'active'), ('b', 'inactive')) t(id, state)) TO '{path}'"
+    )
+    ds = ia.Dataset.from_files(path, policy=policy)
+    _ids(ds, policy, "a", "b")
+    assert ds.quarantine.select(["line", "reason"]).to_pylist() == [
+        {"line": 2, "reason": "`id` is not a string (got null)"}
+    ]
+
+
+def test_parquet_with_non_string_id_column(tmp_path: Path, policy: ia.PrivacyPolicy) -> None:
+    path = tmp_path / "ints.parquet"
+    duckdb.connect().execute(f"COPY (SELECT range AS id FROM range(3)) TO '{path}'")
+    ds = ia.Dataset.from_files(path, policy=policy)
+    assert ds.load_report.identities.quarantined == 3 and len(ds) == 0
+
+
+def test_combined_records(policy: ia.PrivacyPolicy) -> None:
+    ds = ia.Dataset.from_files(FIXTURES / "combined.ndjson", policy=policy, reference_date=REFERENCE_DATE)
+    lines = (FIXTURES / "combined.ndjson").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert ds.load_report.identities.loaded == len(records)
+    assert ds.load_report.demographics.loaded == sum(1 for r in records if r["demographics"])
+    first = records[0]
+    row = next(r for r in ds.identities.to_pylist() if r["pseudonym"] == policy.pseudonym(first["identity"]["id"]))
+    assert row["income"] == first["demographics"]["income"]
+    assert row["parental_status"] == first["demographics"]["parental_status"]
+
+
+def test_demographics_file_overrides_embedded_demographics(tmp_path: Path, policy: ia.PrivacyPolicy) -> None:
+    combined = write_lines(
+        tmp_path / "c.ndjson", [json.dumps({"identity": _identity("a"), "demographics": {"income": "low"}})]
+    )
+    demo = write_lines(tmp_path / "d.ndjson", [json.dumps({"identity_id": "a", "income": "high"})])
+    ds = ia.Dataset.from_files(combined, demo, policy=policy)
+    assert ds.identities.column("income").to_pylist() == ["high"]
+    assert ds.load_report.demographics == ia.SourceCounts(read=2, loaded=1, quarantined=0, duplicates=1)
+
+
+def test_several_files_and_glob_patterns(tmp_path: Path, policy: ia.PrivacyPolicy) -> None:
+    for n in range(3):
+        write_lines(tmp_path / f"part-{n}.ndjson", [json.dumps(_identity(f"p{n}-{i}")) for i in range(4)])
+    ds = ia.Dataset.from_files(str(tmp_path / "part-*.ndjson"), policy=policy)
+    assert len(ds) == 12 and len(ds.load_report.sources) == 3
+    listed = ia.Dataset.from_files([tmp_path / "part-0.ndjson", tmp_path / "part-1.ndjson"], policy=policy)
+    assert len(listed) == 8
+
+
+def test_blank_lines_and_crlf_are_not_records(tmp_path: Path, policy: ia.PrivacyPolicy) -> None:
+    path = tmp_path / "crlf.ndjson"
+    path.write_bytes(b'\xef\xbb\xbf{"id": "a"}\r\n\r\n   \r\n{"id": "b"}\r\n')
+    ds = ia.Dataset.from_files(path, policy=policy)
+    _ids(ds, policy, "a", "b")
+    assert ds.load_report.identities.read == 2
+
+
+@pytest.mark.parametrize("name", ["missing.ndjson", "dir"])
+def test_unreadable_input_raises_load_error_naming_the_path(
+    tmp_path: Path, policy: ia.PrivacyPolicy, name: str
+) -> None:
+    (tmp_path / "dir").mkdir()
+    with pytest.raises(ia.LoadError, match=str(tmp_path / name)) as raised:
+        ia.Dataset.from_files(tmp_path / name, policy=policy)
+    assert raised.value.source == str(tmp_path / name)
+
+
+def test_corrupt_gzip_raises_load_error(tmp_path: Path, policy: ia.PrivacyPolicy) -> None:
+    path = tmp_path / "broken.ndjson.gz"
+    data = gzip.compress((FIXTURES / "identities.ndjson").read_bytes())
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ia.LoadError, match="broken.ndjson.gz"):
+        ia.Dataset.from_files(path, policy=policy)
+
+
+def test_glob_without_match_raises(tmp_path: Path, policy: ia.PrivacyPolicy) -> None:
+    with pytest.raises(ia.LoadError, match="no identities file matches"):
+        ia.Dataset.from_files(str(tmp_path / "*.ndjson"), policy=policy)
