@@ -156,7 +156,6 @@ def _layout_of_document(
 def _parquet_layout(
     path: Path, kind: Literal["identities", "demographics"]
 ) -> Literal["identity", "combined", "demographics"]:
-    import pyarrow.parquet as pq
 
     names = set(pq.read_schema(path).names)
     if kind == "demographics":
