@@ -1,15 +1,18 @@
 """identity-analytics: privacy-safe demographics analytics over identity platform data."""
 
+from identity_analytics.cohorts import CohortTable
 from identity_analytics.contracts import Demographics, Identity, Profile, PublicProfile
 from identity_analytics.dataset import Dataset
 from identity_analytics.errors import IdentityAnalyticsError, LoadError, NotFound, PrivacyError, SourceError
 from identity_analytics.load_report import LoadReport, SourceCounts
 from identity_analytics.policy import PrivacyPolicy, PseudonymKeyWarning
+from identity_analytics.risk import RiskReport
 from identity_analytics.vocabulary import Vocabulary
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CohortTable",
     "Dataset",
     "Demographics",
     "Identity",
@@ -22,6 +25,7 @@ __all__ = [
     "Profile",
     "PseudonymKeyWarning",
     "PublicProfile",
+    "RiskReport",
     "SourceCounts",
     "SourceError",
     "Vocabulary",

@@ -4,25 +4,35 @@ from __future__ import annotations
 
 import datetime
 import logging
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 
+from identity_analytics.cohorts import CohortTable, compute_cohorts
 from identity_analytics.errors import LoadError
 from identity_analytics.load_report import LoadReport, SourceCounts
 from identity_analytics.loaders.formats import PathSpec
+from identity_analytics.loaders.http import RetryPolicy
 from identity_analytics.loaders.pipeline import load_files
 from identity_analytics.loaders.projection import ANALYTICS_TABLE, PROFILE_TABLE, create_enum_types, enum_type
 from identity_analytics.loaders.quarantine import QUARANTINE_SCHEMA
 from identity_analytics.policy import PrivacyPolicy
+from identity_analytics.risk import RiskReport, compute_risk
 from identity_analytics.vocabulary import DIMENSIONS, Vocabulary
 
 logger = logging.getLogger(__name__)
 
 #: Columns of the analytics table, in order.
 ANALYTICS_COLUMNS: tuple[str, ...] = ("pseudonym", *DIMENSIONS)
+_ENUM_COLUMNS = ", ".join("pseudonym" if c == "pseudonym" else f"{c}::{enum_type(c)} AS {c}" for c in ANALYTICS_COLUMNS)
+
+
+def _sql_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
 
 _PROFILE_DDL = f"""CREATE TABLE IF NOT EXISTS {PROFILE_TABLE} (
     id VARCHAR, state VARCHAR, traits JSON, metadata_public JSON)"""
@@ -90,10 +100,134 @@ class Dataset:
         policy = policy if policy is not None else PrivacyPolicy()
         vocabulary = vocabulary or Vocabulary.default()
         reference_date = reference_date or datetime.date.today()
+        return cls._build(
+            lambda con: load_files(con, identities, demographics, policy, vocabulary, reference_date, strict),
+            policy,
+            vocabulary,
+            reference_date,
+            store,
+            memory_limit,
+            temp_directory,
+        )
+
+    @classmethod
+    def from_kratos(
+        cls,
+        base_url: str,
+        api_key: str | None = None,
+        policy: PrivacyPolicy | None = None,
+        page_size: int = 250,
+        organization_id: str | None = None,
+        checkpoint: str | Path | None = None,
+        *,
+        reference_date: datetime.date | None = None,
+        vocabulary: Vocabulary | None = None,
+        store: str | Path | None = None,
+        allow_insecure: bool = False,
+        retry: RetryPolicy | None = None,
+        progress: bool | None = None,
+        memory_limit: str | None = None,
+        temp_directory: str | Path | None = None,
+    ) -> Dataset:
+        """Pull every identity from the Kratos admin API (``GET /admin/identities``, Link pagination).
+
+        ``api_key`` is sent as a bearer token (Ory Network); self-hosted admin ports need
+        none. With ``checkpoint`` (a file path) a killed pull resumes where it stopped.
+        Plain ``http://`` is refused except to loopback unless ``allow_insecure``.
+        """
+        from identity_analytics.loaders.kratos import KratosClient, load_kratos
+
+        policy = policy if policy is not None else PrivacyPolicy()
+        vocabulary = vocabulary or Vocabulary.default()
+        reference_date = reference_date or datetime.date.today()
+        with KratosClient(base_url, api_key, retry=retry, allow_insecure=allow_insecure) as client:
+            return cls._build(
+                lambda con: load_kratos(
+                    con,
+                    client,
+                    policy,
+                    vocabulary,
+                    reference_date,
+                    page_size=page_size,
+                    organization_id=organization_id,
+                    checkpoint=checkpoint,
+                    progress=progress,
+                ),
+                policy,
+                vocabulary,
+                reference_date,
+                store,
+                memory_limit,
+                temp_directory,
+            )
+
+    @classmethod
+    def from_klustr(
+        cls,
+        base_url: str,
+        tokens: Sequence[str],
+        policy: PrivacyPolicy | None = None,
+        concurrency: int = 16,
+        checkpoint: str | Path | None = None,
+        *,
+        reference_date: datetime.date | None = None,
+        vocabulary: Vocabulary | None = None,
+        store: str | Path | None = None,
+        allow_insecure: bool = False,
+        retry: RetryPolicy | None = None,
+        progress: bool | None = None,
+        memory_limit: str | None = None,
+        temp_directory: str | Path | None = None,
+    ) -> Dataset:
+        """Fetch each user's identity and demographics from the Klustr gateway, ``concurrency`` at a time.
+
+        A token the gateway refuses is quarantined by its position (never its value) and the
+        pull goes on. With ``checkpoint`` a killed pull resumes where it stopped (same token
+        list, same pseudonym key).
+        """
+        from identity_analytics.loaders.klustr import KlustrClient, load_klustr
+
+        policy = policy if policy is not None else PrivacyPolicy()
+        vocabulary = vocabulary or Vocabulary.default()
+        reference_date = reference_date or datetime.date.today()
+        with KlustrClient(
+            base_url, retry=retry, allow_insecure=allow_insecure, max_connections=max(concurrency, 1) * 2
+        ) as client:
+            return cls._build(
+                lambda con: load_klustr(
+                    con,
+                    client,
+                    tokens,
+                    policy,
+                    vocabulary,
+                    reference_date,
+                    concurrency=concurrency,
+                    checkpoint=checkpoint,
+                    progress=progress,
+                ),
+                policy,
+                vocabulary,
+                reference_date,
+                store,
+                memory_limit,
+                temp_directory,
+            )
+
+    @classmethod
+    def _build(
+        cls,
+        load: Callable[[duckdb.DuckDBPyConnection], tuple[LoadReport, pa.Table]],
+        policy: PrivacyPolicy,
+        vocabulary: Vocabulary,
+        reference_date: datetime.date,
+        store: str | Path | None,
+        memory_limit: str | None,
+        temp_directory: str | Path | None,
+    ) -> Dataset:
         con = connect(memory_limit, temp_directory)
         try:
             create_enum_types(con, vocabulary)
-            report, quarantine = load_files(con, identities, demographics, policy, vocabulary, reference_date, strict)
+            report, quarantine = load(con)
         except BaseException:
             con.close()
             raise
@@ -121,18 +255,55 @@ class Dataset:
         con = connect()
         try:
             create_enum_types(con, vocabulary)
-            _check_analytics_layout(con, table, vocabulary)
-            casts = ", ".join(
-                "pseudonym" if c == "pseudonym" else f"{c}::{enum_type(c)} AS {c}" for c in ANALYTICS_COLUMNS
-            )
             con.register("_input", table)
-            con.execute(f"CREATE TABLE {ANALYTICS_TABLE} AS SELECT {casts} FROM _input")
+            _check_analytics_layout(con, "_input", table.column_names, vocabulary)
+            con.execute(f"CREATE TABLE {ANALYTICS_TABLE} AS SELECT {_ENUM_COLUMNS} FROM _input")
             con.unregister("_input")
             con.execute(_PROFILE_DDL)
         except BaseException:
             con.close()
             raise
         rows = table.num_rows
+        report = LoadReport(identities=SourceCounts(read=rows, loaded=rows))
+        return cls(
+            con, policy, vocabulary, reference_date or datetime.date.today(), report, QUARANTINE_SCHEMA.empty_table()
+        )
+
+    @classmethod
+    def from_parquet(
+        cls,
+        path: str | Path,
+        policy: PrivacyPolicy | None = None,
+        *,
+        vocabulary: Vocabulary | None = None,
+        reference_date: datetime.date | None = None,
+        memory_limit: str | None = None,
+    ) -> Dataset:
+        """A Dataset over Parquet files already in the analytics layout, read in place.
+
+        ``path`` may be a glob. The layout and every value are checked as by
+        :meth:`from_arrow` (one streaming pass); the rows stay in the files, so tables far
+        larger than memory work. There is no profile store.
+        """
+        policy = policy if policy is not None else PrivacyPolicy()
+        vocabulary = vocabulary or Vocabulary.default()
+        con = connect(memory_limit)
+        try:
+            create_enum_types(con, vocabulary)
+            relation = f"read_parquet({_sql_literal(str(path))})"
+            names = [c[0] for c in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()]
+            _check_analytics_layout(con, relation, names, vocabulary)
+            con.execute(f"CREATE VIEW {ANALYTICS_TABLE} AS SELECT {', '.join(ANALYTICS_COLUMNS)} FROM {relation}")
+            (rows,) = con.execute(f"SELECT count(*) FROM {ANALYTICS_TABLE}").fetchall()[0]
+            con.execute(_PROFILE_DDL)
+        except duckdb.Error as error:
+            con.close()
+            raise LoadError(
+                f"cannot read {path}: {type(error).__name__} while reading Parquet", source=str(path)
+            ) from None
+        except BaseException:
+            con.close()
+            raise
         report = LoadReport(identities=SourceCounts(read=rows, loaded=rows))
         return cls(
             con, policy, vocabulary, reference_date or datetime.date.today(), report, QUARANTINE_SCHEMA.empty_table()
@@ -187,6 +358,48 @@ class Dataset:
         """The Dataset's DuckDB connection (tables ``identities`` and ``profiles``)."""
         return self._con
 
+    # analytics -------------------------------------------------------------------------------
+
+    def cohorts(
+        self,
+        by: Sequence[str] | str,
+        k: int | None = None,
+        margins: bool = True,
+        where: Mapping[str, Sequence[str]] | None = None,
+        protect: str = "suppress",
+        *,
+        base: int | None = None,
+    ) -> CohortTable:
+        """A protected cohort table over 1 to 4 dimensions.
+
+        ``k`` defaults to the policy's; ``where`` restricts the population (``{dimension:
+        [categories]}``; a filtered dimension in ``by`` shows only its selected categories);
+        inactive identities are left out unless the policy includes them. ``protect`` is
+        ``"suppress"`` (primary and secondary cell suppression), ``"round"`` (counts rounded
+        to ``base``, default k) or ``"suppress+round"``.
+        """
+        return compute_cohorts(
+            self._con,
+            self._vocabulary,
+            by,
+            self._policy.k if k is None else k,
+            margins=margins,
+            where=where,
+            protect=protect,
+            base=base,
+            include_inactive=self._policy.include_inactive,
+        )
+
+    def risk(self, quasi_identifiers: Sequence[str], sensitive: str | None = None, k: int | None = None) -> RiskReport:
+        """k-anonymity of the counted identities over ``quasi_identifiers``; l-diversity of ``sensitive``."""
+        return compute_risk(
+            self._con,
+            quasi_identifiers,
+            sensitive,
+            self._policy.k if k is None else k,
+            self._policy.include_inactive,
+        )
+
     def __len__(self) -> int:
         return int(self._con.execute(f"SELECT count(*) FROM {ANALYTICS_TABLE}").fetchall()[0][0])
 
@@ -209,8 +422,10 @@ class Dataset:
         )
 
 
-def _check_analytics_layout(con: duckdb.DuckDBPyConnection, table: pa.Table, vocabulary: Vocabulary) -> None:
-    names = table.column_names
+def _check_analytics_layout(
+    con: duckdb.DuckDBPyConnection, relation: str, names: list[str], vocabulary: Vocabulary
+) -> None:
+    """Refuse a relation that is not exactly the analytics layout with in-vocabulary values."""
     missing = [c for c in ANALYTICS_COLUMNS if c not in names]
     extra = [c for c in names if c not in ANALYTICS_COLUMNS]
     if missing or extra:
@@ -218,19 +433,13 @@ def _check_analytics_layout(con: duckdb.DuckDBPyConnection, table: pa.Table, voc
             f"the table is not in the analytics layout: missing columns {missing}, unexpected columns {extra}; "
             f"it must have exactly {list(ANALYTICS_COLUMNS)} (load raw records with Dataset.from_files)"
         )
-    con.register("_input", table)
-    try:
-        checks = ", ".join(
-            f"count(*) FILTER (WHERE {c} IS NULL OR TRY_CAST({c}::VARCHAR AS {enum_type(c)}) IS NULL), "
-            f"any_value({c}::VARCHAR) FILTER (WHERE TRY_CAST({c}::VARCHAR AS {enum_type(c)}) IS NULL)"
-            for c in DIMENSIONS
-        )
-        pseudonym_check = (
-            "count(*) FILTER (WHERE NOT regexp_full_match(coalesce(pseudonym::VARCHAR, ''), '[0-9a-f]{64}'))"
-        )
-        row = con.execute(f"SELECT {pseudonym_check}, {checks} FROM _input").fetchall()[0]
-    finally:
-        con.unregister("_input")
+    checks = ", ".join(
+        f"count(*) FILTER (WHERE {c} IS NULL OR TRY_CAST({c}::VARCHAR AS {enum_type(c)}) IS NULL), "
+        f"any_value({c}::VARCHAR) FILTER (WHERE TRY_CAST({c}::VARCHAR AS {enum_type(c)}) IS NULL)"
+        for c in DIMENSIONS
+    )
+    pseudonym_check = "count(*) FILTER (WHERE NOT regexp_full_match(coalesce(pseudonym::VARCHAR, ''), '[0-9a-f]{64}'))"
+    row = con.execute(f"SELECT {pseudonym_check}, {checks} FROM {relation}").fetchall()[0]
     if row[0]:
         raise LoadError(f"{row[0]} rows have a pseudonym that is not 64 lowercase hex digits (HMAC-SHA256)")
     for i, dim in enumerate(DIMENSIONS):

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime
+import os
 from pathlib import Path
 
 import identity_analytics as ia
 
-FIXTURES = Path(__file__).resolve().parent.parent / "data" / "fixtures"
+FIXTURES = Path(os.path.relpath(Path(__file__).resolve().parent.parent / "data" / "fixtures"))
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from identity_analytics.errors import LoadError
 from identity_analytics.load_report import LoadReport
-from identity_analytics.loaders.projection import ANALYTICS_TABLE, PROFILE_TABLE, create_enum_types, enum_type
+from identity_analytics.loaders.projection import ANALYTICS_TABLE, PROFILE_TABLE, create_enum_types
 from identity_analytics.policy import PrivacyPolicy, PseudonymKeyWarning
 from identity_analytics.vocabulary import Vocabulary
 
@@ -118,9 +118,9 @@ def open_store(cls: type[Dataset], path: Path, policy: PrivacyPolicy | None) -> 
     try:
         create_enum_types(con, vocabulary)
         files = {name: path / spec["file"] for name, spec in manifest["tables"].items()}
-        casts = ", ".join("pseudonym" if c == "pseudonym" else f"{c}::{enum_type(c)} AS {c}" for c in ANALYTICS_COLUMNS)
+        columns = ", ".join(ANALYTICS_COLUMNS)
         con.execute(
-            f"CREATE VIEW {ANALYTICS_TABLE} AS SELECT {casts} FROM read_parquet({_literal(files['identities'])})"
+            f"CREATE VIEW {ANALYTICS_TABLE} AS SELECT {columns} FROM read_parquet({_literal(files['identities'])})"
         )
         con.execute(
             f"""CREATE VIEW {PROFILE_TABLE} AS SELECT id, state, traits::JSON AS traits,

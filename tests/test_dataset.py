@@ -77,3 +77,21 @@ def test_reference_date_defaults_to_today(fixture_dataset: ia.Dataset, tmp_path)
         ia.Dataset.from_files(path, policy=ia.PrivacyPolicy(pseudonym_key=b"k")).reference_date == datetime.date.today()
     )
     assert fixture_dataset.reference_date == datetime.date(2026, 11, 1)
+
+
+def test_from_parquet_reads_the_analytics_layout_in_place(policy: ia.PrivacyPolicy, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pyarrow.parquet as pq
+
+    pq.write_table(_table(rows=25), tmp_path / "part-1.parquet")
+    pq.write_table(_table(rows=5), tmp_path / "part-2.parquet")
+    ds = ia.Dataset.from_parquet(tmp_path / "part-*.parquet", policy=policy)
+    assert len(ds) == 30 and ds.load_report.identities.loaded == 30
+    assert ds.cohorts("gender").total == 30
+
+
+def test_from_parquet_refuses_other_layouts(policy: ia.PrivacyPolicy, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pyarrow.parquet as pq
+
+    pq.write_table(_table().append_column("email", pa.array(["a@b"] * 3)), tmp_path / "x.parquet")
+    with pytest.raises(ia.LoadError, match="unexpected columns"):
+        ia.Dataset.from_parquet(tmp_path / "x.parquet", policy=policy)

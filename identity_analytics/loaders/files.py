@@ -16,7 +16,6 @@ import shutil
 import tempfile
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -26,8 +25,8 @@ import pyarrow.parquet as pq
 
 from identity_analytics.errors import LoadError
 from identity_analytics.loaders.formats import FileSource, open_binary
-from identity_analytics.loaders.quarantine import QuarantineLog, diagnose
-from identity_analytics.loaders.staging import DEMOGRAPHIC_FIELDS, BadRecord, Staging
+from identity_analytics.loaders.quarantine import QuarantineLog, report_bad
+from identity_analytics.loaders.staging import DEMOGRAPHIC_FIELDS, StagedSource, Staging
 
 logger = logging.getLogger(__name__)
 
@@ -35,15 +34,10 @@ logger = logging.getLogger(__name__)
 CHUNK_BYTES = 16 << 20
 
 
-@dataclass
-class StagedSource:
-    """What staging one file gave: its index, records read and records quarantined."""
-
-    src: int
-    source: FileSource
-    read: int = 0
-    quarantined: int = 0
-    exact: bool = False
+def _file(staged: StagedSource) -> FileSource:
+    if not isinstance(staged.source, FileSource):
+        raise TypeError(f"not a file source: {_file(staged).label}")
+    return staged.source
 
 
 def _sql_literal(text: str) -> str:
@@ -115,26 +109,19 @@ def _as_text(raw: pa.Array, first_line: int) -> tuple[pa.Array, list[tuple[int, 
         return pa.array(texts, pa.string()), invalid
 
 
-def _report_bad(log: QuarantineLog, staged: StagedSource, bad: list[BadRecord]) -> None:
-    for record in bad:
-        text = (record.text or "").rstrip("\r\n")
-        log.add(staged.source.label, record.line, diagnose(text, staged.source.layout), text=text)
-    staged.quarantined += len(bad)
-
-
 def _stage_ndjson_exact(staging: Staging, staged: StagedSource, log: QuarantineLog) -> None:
-    for numbers, texts, invalid in _ndjson_chunks(staged.source):
+    for numbers, texts, invalid in _ndjson_chunks(_file(staged)):
         for line, value in invalid:
-            log.add(staged.source.label, line, "not valid UTF-8 text", text=value.decode("utf-8", "replace"))
+            log.add(_file(staged).label, line, "not valid UTF-8 text", text=value.decode("utf-8", "replace"))
         staged.read += len(invalid)
         staged.quarantined += len(invalid)
-        read, bad = staging.exact_arrow(staged.src, numbers, texts, staged.source.layout)
+        read, bad = staging.exact_arrow(staged.src, numbers, texts, _file(staged).layout)
         staged.read += read
-        _report_bad(log, staged, bad)
+        report_bad(log, staged, bad)
 
 
 def _stage_json(staging: Staging, staged: StagedSource, log: QuarantineLog) -> None:
-    source = staged.source
+    source = _file(staged)
     con = staging.con
     try:
         con.execute(
@@ -153,12 +140,12 @@ def _stage_json(staging: Staging, staged: StagedSource, log: QuarantineLog) -> N
     finally:
         con.execute("DROP TABLE IF EXISTS _objects")
     staged.read += read
-    _report_bad(log, staged, bad)
+    report_bad(log, staged, bad)
 
 
 def _stage_malformed_json(staging: Staging, staged: StagedSource, log: QuarantineLog) -> None:
     """Keep the records before the fault of a malformed JSON file, quarantine the rest."""
-    source = staged.source
+    source = _file(staged)
     with open_binary(source.path, source.gzip) as stream:
         text = stream.read().decode("utf-8", "replace").lstrip("\ufeff")
     decoder = json.JSONDecoder()
@@ -182,7 +169,7 @@ def _stage_malformed_json(staging: Staging, staged: StagedSource, log: Quarantin
         numbers = pa.array(np.arange(1, len(records) + 1, dtype=np.int64))
         read, bad = staging.exact_arrow(staged.src, numbers, pa.array(records, pa.string()), source.layout)
         staged.read += read
-        _report_bad(log, staged, bad)
+        report_bad(log, staged, bad)
     if fault is not None or (in_array and position >= len(text)):
         reason = (
             f"malformed JSON: {fault.msg.removesuffix(' at')} (line {fault.lineno} column {fault.colno}); "
@@ -196,7 +183,7 @@ def _stage_malformed_json(staging: Staging, staged: StagedSource, log: Quarantin
 
 
 def _stage_parquet(staging: Staging, staged: StagedSource, log: QuarantineLog) -> None:
-    source = staged.source
+    source = _file(staged)
     try:
         names = pq.read_schema(source.path).names
     except (OSError, pa.ArrowException) as error:
@@ -221,7 +208,7 @@ def _stage_parquet(staging: Staging, staged: StagedSource, log: QuarantineLog) -
             f"cannot read {source.label}: {type(error).__name__} while reading Parquet", source=source.label
         ) from None
     staged.read += read
-    _report_bad(log, staged, bad)
+    report_bad(log, staged, bad)
 
 
 @contextlib.contextmanager
@@ -250,6 +237,8 @@ def _decompressed(source: FileSource) -> Iterator[FileSource]:
 
 def stage_file(staging: Staging, staged: StagedSource, log: QuarantineLog, *, exact: bool = False) -> None:
     """Stage one file, on the fast path when it can be and on the exact path otherwise."""
+    if not isinstance(staged.source, FileSource):
+        raise TypeError(f"not a file source: {_file(staged).label}")
     with _decompressed(staged.source) as source:
         _stage(staging, dataclasses.replace(staged, source=source), log, exact=exact, result=staged)
 
@@ -262,7 +251,7 @@ def _stage(staging: Staging, staged: StagedSource, log: QuarantineLog, *, exact:
 
 
 def _stage_plain(staging: Staging, staged: StagedSource, log: QuarantineLog, *, exact: bool) -> None:
-    source = staged.source
+    source = _file(staged)
     staged.read = staged.quarantined = 0
     if source.format == "ndjson" and not exact:
         read = staging.fast_ndjson(staged.src, str(source.path), source.gzip, source.layout)

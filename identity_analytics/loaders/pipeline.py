@@ -3,13 +3,14 @@
 Identity sources are staged first and deduplicated, then demographics (embedded in combined
 records, then demographics files, a later source winning for the same identity), then the
 projection builds the analytics and profile tables. Every record read ends up loaded,
-quarantined or counted as a duplicate, per source.
+quarantined or counted as a duplicate, per source. Files and remote APIs share this path.
 """
 
 from __future__ import annotations
 
 import datetime
 import logging
+from collections.abc import Callable
 from typing import Literal
 
 import duckdb
@@ -17,10 +18,10 @@ import pyarrow as pa
 
 from identity_analytics.load_report import FileCounts, LoadReport
 from identity_analytics.loaders import projection
-from identity_analytics.loaders.files import StagedSource, stage_file
+from identity_analytics.loaders.files import stage_file
 from identity_analytics.loaders.formats import PathSpec, inspect_file, resolve_paths
 from identity_analytics.loaders.quarantine import QuarantineLog
-from identity_analytics.loaders.staging import Staging
+from identity_analytics.loaders.staging import StagedSource, Staging
 from identity_analytics.policy import PrivacyPolicy
 from identity_analytics.vocabulary import Vocabulary
 
@@ -48,19 +49,48 @@ def load_files(
     ]
     for staged in identity_sources:
         stage_file(staging, staged, log)
-    counts = projection.ProjectionCounts()
-    projection.select_winners(con, counts)
-    projection.stage_embedded_demographics(con, counts)
-    for staged in demo_sources:
-        stage_file(staging, staged, log)
-    unknown = projection.find_unknown_identities(con)
-    to_reread = {src for src, line, _ in unknown if line is None}
-    if to_reread:
+
+    def stage_demographics() -> None:
         for staged in demo_sources:
-            if staged.src in to_reread:
+            stage_file(staging, staged, log)
+
+    def reread(sources: set[int]) -> None:
+        for staged in demo_sources:
+            if staged.src in sources:
                 logger.info("%s names identities that were not loaded; re-reading it line by line", staged.source.label)
                 staging.discard(staged.src)
                 stage_file(staging, staged, log, exact=True)
+
+    return finish_load(
+        con, log, identity_sources, demo_sources, policy, vocabulary, reference_date, stage_demographics, reread
+    )
+
+
+def finish_load(
+    con: duckdb.DuckDBPyConnection,
+    log: QuarantineLog,
+    identity_sources: list[StagedSource],
+    demo_sources: list[StagedSource],
+    policy: PrivacyPolicy,
+    vocabulary: Vocabulary,
+    reference_date: datetime.date,
+    stage_demographics: Callable[[], None] | None = None,
+    reread: Callable[[set[int]], None] | None = None,
+) -> tuple[LoadReport, pa.Table]:
+    """After the identities are staged: select, join demographics, project, count.
+
+    ``reread`` re-stages demographics sources (by index) that were read on the fast path,
+    so that their records of unknown identities are quarantined with line numbers.
+    """
+    counts = projection.ProjectionCounts()
+    projection.select_winners(con, counts)
+    projection.stage_embedded_demographics(con, counts)
+    if stage_demographics is not None:
+        stage_demographics()
+    unknown = projection.find_unknown_identities(con)
+    to_reread = {src for src, line, _ in unknown if line is None}
+    if to_reread and reread is not None:
+        reread(to_reread)
         unknown = projection.find_unknown_identities(con)
     labels = {s.src: s.source.label for s in identity_sources + demo_sources}
     for src, line in counts.embedded_not_object:

@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from identity_analytics.errors import LoadError
 from identity_analytics.loaders.redaction import redact_text, redact_value
-from identity_analytics.loaders.staging import Layout
+from identity_analytics.loaders.staging import BadRecord, Layout, StagedSource
 
 QUARANTINE_SCHEMA = pa.schema(
     [
@@ -89,3 +89,11 @@ class QuarantineLog:
         rows = sorted(self.rows, key=lambda r: (order[r[0]], r[1] if r[1] is not None else -1))
         arrays = [pa.array([row[i] for row in rows], type=f.type) for i, f in enumerate(QUARANTINE_SCHEMA)]
         return pa.Table.from_arrays(arrays, schema=QUARANTINE_SCHEMA)
+
+
+def report_bad(log: QuarantineLog, staged: StagedSource, bad: list[BadRecord]) -> None:
+    """Quarantine the bad records of one staged chunk, each with its diagnosis."""
+    for record in bad:
+        text = (record.text or "").rstrip("\r\n")
+        log.add(staged.source.label, record.line, diagnose(text, staged.source.layout), text=text)
+    staged.quarantined += len(bad)

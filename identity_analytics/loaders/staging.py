@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 import duckdb
 import pyarrow as pa
@@ -45,6 +45,9 @@ STRUCTURES: dict[Layout, dict[str, object]] = {
     "combined": {"identity": dict(_IDENTITY_FIELDS), "demographics": "JSON"},
     "demographics": dict(_DEMOGRAPHICS_FIELDS),
 }
+
+#: Characters of a blank line, as DuckDB's NDJSON reader skips them: space, \t, \n, \v, \f, \r.
+_BLANK = "' ' || chr(9) || chr(10) || chr(11) || chr(12) || chr(13)"
 
 IDENTITY_STAGE = "_stage_identities"
 DEMOGRAPHICS_STAGE = "_stage_demographics"
@@ -100,6 +103,35 @@ def _needs_line_numbers(layout: Layout) -> str:
     if layout == "combined":
         return "id IS NULL OR (demographics IS NOT NULL AND json_type(demographics) NOT IN ('OBJECT', 'NULL'))"
     return "id IS NULL"
+
+
+class SourceInfo(Protocol):
+    """What staging needs to know of an input: its name in messages and its record layout."""
+
+    @property
+    def label(self) -> str: ...
+
+    @property
+    def layout(self) -> Layout: ...
+
+
+@dataclass(frozen=True)
+class StreamSource:
+    """A remote input (an API endpoint), named by its URL without credentials."""
+
+    label: str
+    layout: Layout
+
+
+@dataclass
+class StagedSource:
+    """One input being staged: its index, records read and records quarantined so far."""
+
+    src: int
+    source: SourceInfo
+    read: int = 0
+    quarantined: int = 0
+    exact: bool = False
 
 
 @dataclass
@@ -165,7 +197,7 @@ class Staging:
         table, query, key = _select(layout, parsed)
         self.con.execute(
             f"""CREATE OR REPLACE TEMP TABLE _records AS SELECT line, record FROM {relation}
-            WHERE trim(record, ' ' || chr(9) || chr(10) || chr(13)) <> ''"""
+            WHERE trim(record, {_BLANK}) <> ''"""
         )
         self.con.execute(f"CREATE OR REPLACE TEMP TABLE _parsed AS {query}")
         self.con.execute(f"INSERT INTO {table} SELECT * FROM _parsed WHERE {key} IS NOT NULL")

@@ -209,3 +209,14 @@ def test_corrupt_gzip_raises_load_error(tmp_path: Path, policy: ia.PrivacyPolicy
 def test_glob_without_match_raises(tmp_path: Path, policy: ia.PrivacyPolicy) -> None:
     with pytest.raises(ia.LoadError, match="no identities file matches"):
         ia.Dataset.from_files(str(tmp_path / "*.ndjson"), policy=policy)
+
+
+def test_fast_and_exact_paths_agree_on_blank_lines(tmp_path: Path, policy: ia.PrivacyPolicy) -> None:
+    blank = b"\n \t\x0b\x0c\r\n"
+    clean = tmp_path / "clean.ndjson"
+    clean.write_bytes(b'{"id": "a"}\n' + blank + b'{"id": "b"}\n')
+    dirty = tmp_path / "dirty.ndjson"
+    dirty.write_bytes(clean.read_bytes() + b"\x1c\n")
+    assert ia.Dataset.from_files(clean, policy=policy).load_report.identities.read == 2
+    report = ia.Dataset.from_files(dirty, policy=policy).load_report.identities
+    assert (report.read, report.quarantined) == (3, 1)

@@ -1,0 +1,371 @@
+"""Cohort tables: one DuckDB CUBE query, then engine-independent k-anonymity protection.
+
+The cells come from the vocabulary, never from the data: every category of every requested
+dimension appears, zero cells included, so interior cells add up to their margins and the
+grand total is the number of identities counted. Protection runs on the aggregated cells
+(:mod:`identity_analytics.protection`): primary suppression of every count in (0, k), then
+secondary suppression until no suppressed cell can be narrowed below k by linear programming
+on the published cells; optionally rounding to a base.
+"""
+
+from __future__ import annotations
+
+import html
+import itertools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pyarrow as pa
+
+from identity_analytics.loaders.projection import ANALYTICS_TABLE
+from identity_analytics.protection import (
+    CellGrid,
+    attacker_intervals,
+    primary_suppression,
+    round_to_base,
+    secondary_suppression,
+)
+from identity_analytics.vocabulary import DIMENSIONS, Vocabulary
+
+if TYPE_CHECKING:
+    import duckdb
+    import pandas as pd
+    from matplotlib.axes import Axes
+
+Protect = Literal["suppress", "round", "suppress+round"]
+PROTECT_MODES: tuple[str, ...] = ("suppress", "round", "suppress+round")
+MAX_DIMENSIONS = 4
+SUPPRESSED_MARK = "·"
+
+#: States counted by analytics unless the policy includes inactive identities: active, and
+#: absent (Kratos' default). Inactive and unrecognised states are left out.
+COUNTED_STATES: tuple[str, ...] = ("active", "undetermined")
+
+
+def validate_filters(where: Mapping[str, Sequence[str]] | None, vocabulary: Vocabulary) -> dict[str, tuple[str, ...]]:
+    """``where`` checked against the vocabulary: known dimensions, known categories, not empty."""
+    checked: dict[str, tuple[str, ...]] = {}
+    for dim, values in (where or {}).items():
+        if dim not in DIMENSIONS:
+            raise ValueError(f"unknown dimension {dim!r} in where; the dimensions are {list(DIMENSIONS)}")
+        if isinstance(values, str):
+            values = [values]
+        categories = vocabulary.categories(dim)
+        unknown = [v for v in values if v not in categories]
+        if unknown:
+            raise ValueError(
+                f"unknown {dim} value(s) {unknown} in where; the categories of {dim} are {list(categories)}"
+            )
+        if not values:
+            raise ValueError(f"where[{dim!r}] is empty; give at least one of {list(categories)}")
+        checked[dim] = tuple(c for c in categories if c in set(values))
+    return checked
+
+
+def filter_sql(filters: Mapping[str, Sequence[str]], include_inactive: bool) -> str:
+    """The WHERE clause for a population: the state rule of the policy, then the filters."""
+    clauses = [] if include_inactive else [f"state IN ({_in_list(COUNTED_STATES)})"]
+    clauses += [f"{dim} IN ({_in_list(values)})" for dim, values in filters.items()]
+    return f"WHERE {' AND '.join(clauses)}" if clauses else ""
+
+
+def _in_list(values: Sequence[str]) -> str:
+    return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+
+
+def validate_dimensions(by: Sequence[str] | str) -> tuple[str, ...]:
+    """``by`` as a tuple of 1 to 4 distinct known dimensions."""
+    dims = (by,) if isinstance(by, str) else tuple(by)
+    if not 1 <= len(dims) <= MAX_DIMENSIONS:
+        raise ValueError(f"give 1 to {MAX_DIMENSIONS} dimensions to group by, got {len(dims)}: {list(dims)}")
+    unknown = [d for d in dims if d not in DIMENSIONS]
+    if unknown:
+        raise ValueError(f"unknown dimension(s) {unknown}; the dimensions are {list(DIMENSIONS)}")
+    if len(set(dims)) != len(dims):
+        raise ValueError(f"each dimension may appear once in by, got {list(dims)}")
+    return dims
+
+
+def cohort_sql(by: Sequence[str], filters: Mapping[str, Sequence[str]], include_inactive: bool, margins: bool) -> str:
+    """The one aggregation query of a cohort table."""
+    columns = ", ".join(by)
+    grouping = f"CUBE ({columns})" if margins else columns
+    return (
+        f"SELECT {columns}, GROUPING({columns}) AS grouping_id, count(*) AS count\n"
+        f"FROM {ANALYTICS_TABLE}\n"
+        f"{filter_sql(filters, include_inactive)}\n"
+        f"GROUP BY {grouping}"
+    ).replace("\n\n", "\n")
+
+
+@dataclass(frozen=True)
+class CohortTable:
+    """A protected cohort table. Published counts are safe; suppressed ones are null.
+
+    ``cells`` is the long form: one row per cell, the dimension columns (null where a margin
+    aggregates the dimension away), ``count``, ``share`` (of the parent total: the cell with
+    its last grouped dimension aggregated away), ``suppressed`` and ``reason``.
+    """
+
+    by: tuple[str, ...]
+    categories: tuple[tuple[str, ...], ...]
+    k: int
+    margins: bool
+    protect: str
+    base: int | None
+    sql: str
+    filters: dict[str, tuple[str, ...]]
+    grid: CellGrid = field(repr=False)
+    suppressed: np.ndarray = field(repr=False)
+    primary: np.ndarray = field(repr=False)
+    published: np.ndarray = field(repr=False)  # published counts; meaningless where suppressed
+
+    # ---- views ------------------------------------------------------------------------------
+
+    def to_arrow(self) -> pa.Table:
+        """The long form as an Arrow table."""
+        columns: dict[str, pa.Array] = {}
+        for j, dim in enumerate(self.by):
+            labels = np.array([*self.categories[j], None], dtype=object)
+            columns[dim] = pa.array(labels[self.grid.codes[:, j]], pa.string())
+        counts = np.where(self.suppressed, 0, self.published)
+        columns["count"] = pa.array(counts, pa.int64(), mask=self.suppressed)
+        columns["share"] = pa.array(self._shares(), pa.float64())
+        columns["suppressed"] = pa.array(self.suppressed, pa.bool_())
+        reasons = [
+            "primary" if p else "secondary" if s else None for p, s in zip(self.primary, self.suppressed, strict=True)
+        ]
+        columns["reason"] = pa.array(reasons, pa.string())
+        return pa.table(columns)
+
+    def to_pandas(self) -> pd.DataFrame:
+        """The long form as pandas: ``count`` is a nullable Int64 (``<NA>`` when suppressed)."""
+        frame: pd.DataFrame = self.to_arrow().to_pandas()
+        frame["count"] = frame["count"].astype("Int64")
+        return frame
+
+    def pivot(self, rows: Sequence[str] | None = None, column: str | None = None) -> pd.DataFrame:
+        """Wide form: ``column`` (default: the last dimension) across, the others down.
+
+        Margins appear as ``total``; suppressed cells are ``<NA>``.
+        """
+        column = column or self.by[-1]
+        rows = list(rows) if rows is not None else [d for d in self.by if d != column]
+        frame = self.to_pandas()
+        for dim in self.by:
+            order = [*self.categories[self.by.index(dim)], "total"]
+            frame[dim] = frame[dim].fillna("total").astype("category").cat.set_categories(order)
+        if not rows:
+            return frame.set_index(column)[["count"]].T.rename(index={"count": "count"})
+        wide = frame.pivot_table(
+            index=rows, columns=column, values="count", aggfunc="first", dropna=False, observed=False
+        )
+        return wide.astype("Int64")
+
+    def _shares(self) -> np.ndarray:
+        """count / parent count, where both are published and the parent is not zero."""
+        shares = np.full(self.grid.n_cells, np.nan)
+        if not self.margins:
+            return shares
+        index = {tuple(row): i for i, row in enumerate(self.grid.codes.tolist())}
+        for i, row in enumerate(self.grid.codes.tolist()):
+            grouped = [j for j, code in enumerate(row) if code >= 0]
+            if not grouped:
+                parent = i
+            else:
+                parent_key = list(row)
+                parent_key[grouped[-1]] = -1
+                parent = index[tuple(parent_key)]
+            if self.suppressed[i] or self.suppressed[parent] or self.published[parent] == 0:
+                continue
+            shares[i] = self.published[i] / self.published[parent]
+        return shares
+
+    def audit(self) -> pa.Table:
+        """The attacker's interval of every suppressed cell, by linear programming (HiGHS).
+
+        Bounds come from the published cells only (additivity and non-negativity); ``width``
+        is ``hi - lo`` and ``protected`` tells whether it is at least k.
+        """
+        lo, hi = attacker_intervals(self.grid, self.suppressed)
+        cells = self.to_arrow().filter(pa.array(self.suppressed)).select(list(self.by))
+        width = hi[self.suppressed] - lo[self.suppressed]
+        return (
+            cells.append_column("lo", pa.array(lo[self.suppressed]))
+            .append_column("hi", pa.array(hi[self.suppressed]))
+            .append_column("width", pa.array(width))
+            .append_column("protected", pa.array(width >= self.k))
+        )
+
+    @property
+    def total(self) -> int | None:
+        """The published grand total (None when suppressed or without margins)."""
+        if not self.margins:
+            return None
+        (grand,) = np.flatnonzero((self.grid.codes < 0).all(axis=1))
+        return None if self.suppressed[grand] else int(self.published[grand])
+
+    # ---- presentation ---------------------------------------------------------------------
+
+    def _text_grid(self) -> tuple[list[str], list[list[str]], list[list[bool]]]:
+        wide = self.pivot()
+        header = [" / ".join(str(n) for n in wide.index.names if n) or "", *[str(c) for c in wide.columns]]
+        body, marks = [], []
+        for label, row in wide.iterrows():
+            label_text = " / ".join(label) if isinstance(label, tuple) else str(label)
+            values = [SUPPRESSED_MARK if v is pd_na() else f"{int(v):,}" for v in row]
+            body.append([label_text, *values])
+            marks.append([False, *[v is pd_na() for v in row]])
+        return header, body, marks
+
+    def __str__(self) -> str:
+        header, body, _ = self._text_grid()
+        widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
+        lines = [
+            "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+            for r in [header, *body]
+        ]
+        suppressed = int(self.suppressed.sum())
+        lines.append(
+            f"{self.grid.n_cells} cells, k={self.k}, {int(self.primary.sum())} primary + "
+            f"{suppressed - int(self.primary.sum())} secondary suppressions ({SUPPRESSED_MARK})"
+            + (f", counts rounded to base {self.base}" if self.base else "")
+        )
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        header, body, marks = self._text_grid()
+        style = (
+            "<style>.ia-cohort td.s{background:#eee;color:#888;text-align:center}"
+            ".ia-cohort td,.ia-cohort th{padding:2px 8px;text-align:right}</style>"
+        )
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+        rows = []
+        for row, mark in zip(body, marks, strict=True):
+            cells = "".join(
+                f'<td class="s" title="suppressed">{SUPPRESSED_MARK}</td>' if m else f"<td>{html.escape(v)}</td>"
+                for v, m in zip(row, mark, strict=True)
+            )
+            rows.append(f"<tr>{cells}</tr>")
+        caption = html.escape(str(self).splitlines()[-1])
+        return f'{style}<table class="ia-cohort"><caption>{caption}</caption><tr>{head}</tr>{"".join(rows)}</table>'
+
+    def plot(self, ax: Axes | None = None) -> Axes:
+        """A bar chart of the interior cells (last dimension across groups); suppressed cells hatched."""
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=(max(6, 0.5 * self.grid.n_cells**0.5 * 4), 4))
+        interior = ~self.grid.is_margin
+        frame = self.to_pandas()[interior]
+        last = self.by[-1]
+        groups = [
+            " / ".join(map(str, key)) if isinstance(key, tuple) else str(key)
+            for key in _group_keys(frame, self.by[:-1])
+        ]
+        categories = list(self.categories[-1])
+        width = 0.8 / max(1, len(categories))
+        top = (
+            float(np.nanmax(np.where(self.suppressed | self.grid.is_margin, np.nan, self.published), initial=0.0))
+            or 1.0
+        )
+        for c, category in enumerate(categories):
+            sub = frame[frame[last] == category]
+            x = np.arange(len(sub)) + c * width
+            values = sub["count"].fillna(0).astype(float).to_numpy()
+            hidden = sub["suppressed"].to_numpy()
+            ax.bar(x[~hidden], values[~hidden], width, label=category)
+            ax.bar(x[hidden], np.full(hidden.sum(), top * 0.05), width, color="none", edgecolor="grey", hatch="///")
+        ax.set_xticks(np.arange(len(groups)) + 0.4 - width / 2)
+        ax.set_xticklabels(groups, rotation=45, ha="right")
+        ax.set_ylabel("identities")
+        ax.set_title(f"{' × '.join(self.by)} (k={self.k}; hatched = suppressed)")
+        ax.legend(title=last, fontsize="small")
+        return ax
+
+
+def _group_keys(frame: pd.DataFrame, dims: Sequence[str]) -> list[Any]:
+    if not dims:
+        return ["all"]
+    return [
+        tuple(k) if len(dims) > 1 else k for k in frame[list(dims)].drop_duplicates().itertuples(index=False, name=None)
+    ]
+
+
+def pd_na() -> Any:
+    import pandas as pd
+
+    return pd.NA
+
+
+def compute_cohorts(
+    con: duckdb.DuckDBPyConnection,
+    vocabulary: Vocabulary,
+    by: Sequence[str] | str,
+    k: int,
+    *,
+    margins: bool = True,
+    where: Mapping[str, Sequence[str]] | None = None,
+    protect: str = "suppress",
+    base: int | None = None,
+    include_inactive: bool = False,
+) -> CohortTable:
+    """Aggregate with one CUBE query, then protect the cells."""
+    dims = validate_dimensions(by)
+    if k < 2:
+        raise ValueError(f"k must be at least 2, got {k}")
+    if protect not in PROTECT_MODES:
+        raise ValueError(f"protect must be one of {list(PROTECT_MODES)}, got {protect!r}")
+    base = _check_base(protect, base, k)
+    filters = validate_filters(where, vocabulary)
+    categories = tuple(filters.get(d, vocabulary.categories(d)) for d in dims)
+    sql = cohort_sql(dims, filters, include_inactive, margins)
+    grid = _grid(con.execute(sql).fetchall(), categories, margins)
+    primary = primary_suppression(grid.counts, k) if "suppress" in protect else np.zeros(grid.n_cells, dtype=bool)
+    suppressed = secondary_suppression(grid, primary, k) if "suppress" in protect else primary
+    published = round_to_base(grid.counts, base) if base else grid.counts.copy()
+    return CohortTable(
+        by=dims,
+        categories=categories,
+        k=k,
+        margins=margins,
+        protect=protect,
+        base=base,
+        sql=sql,
+        filters=filters,
+        grid=grid,
+        suppressed=np.asarray(suppressed, dtype=bool),
+        primary=np.asarray(primary, dtype=bool),
+        published=np.asarray(published, dtype=np.int64),
+    )
+
+
+def _check_base(protect: str, base: int | None, k: int) -> int | None:
+    if "round" not in protect:
+        if base is not None:
+            raise ValueError("base is only used with protect='round' or 'suppress+round'")
+        return None
+    base = k if base is None else base
+    if protect == "round" and base < k:
+        raise ValueError(f"rounding alone needs base >= k ({k}) so that no published count lies in (0, k); got {base}")
+    if protect == "suppress+round" and base < k and k % base:
+        raise ValueError(f"with suppression, the rounding base must divide k ({k}) or be at least k; got {base}")
+    return base
+
+
+def _grid(rows: list[tuple[Any, ...]], categories: tuple[tuple[str, ...], ...], margins: bool) -> CellGrid:
+    """Every cell of the cube (zeros included) with its count from the query's rows."""
+    shape = tuple(len(c) for c in categories)
+    positions = [{c: i for i, c in enumerate(cats)} for cats in categories]
+    dense = np.zeros([s + 1 for s in shape], dtype=np.int64)
+    d = len(shape)
+    for row in rows:
+        grouping_id, count = int(row[d]), int(row[d + 1])
+        index = tuple(shape[j] if grouping_id >> (d - 1 - j) & 1 else positions[j][str(row[j])] for j in range(d))
+        dense[index] = count
+    ranges = [[*range(s), -1] if margins else list(range(s)) for s in shape]
+    codes = np.array(list(itertools.product(*ranges)), dtype=np.int32).reshape(-1, d)
+    lookup = np.where(codes < 0, np.array(shape)[None, :], codes)
+    return CellGrid(shape, codes, dense[tuple(lookup.T)])

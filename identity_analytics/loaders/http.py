@@ -1,0 +1,238 @@
+"""HTTP plumbing of the remote loaders: one client, timeouts, retries, safe URLs.
+
+Retries (tenacity) cover connection errors, bodies cut short, bodies that are not the JSON
+they claim to be, 429 and 5xx; they back off exponentially with jitter and honour
+``Retry-After``. After the last attempt a :class:`SourceError` names the URL without
+credentials. Credentials travel only in the ``Authorization`` header of each request: they
+are never logged, never in a URL, never in a repr or an error message.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import ipaddress
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import httpx
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from identity_analytics.errors import SourceError
+from identity_analytics.loaders.transport import StdlibTransport
+
+logger = logging.getLogger(__name__)
+
+#: Query parameters whose values never appear in messages.
+_SECRET_PARAMS = frozenset({"token", "access_token", "api_key", "apikey", "key", "secret", "password", "auth"})
+#: Longest wait honoured from a server's ``Retry-After``.
+MAX_RETRY_AFTER = 60.0
+
+
+def safe_url(url: str | httpx.URL) -> str:
+    """The URL without user info and without the values of secret-looking query parameters."""
+    parts = urlsplit(str(url))
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port:
+        netloc += f":{parts.port}"
+    query = urlencode(
+        [(k, "***" if k.lower() in _SECRET_PARAMS else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def check_transport_security(base_url: str, allow_insecure: bool) -> None:
+    """Refuse plain ``http://`` except to loopback, unless explicitly allowed."""
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"{safe_url(base_url)!r} is not an http(s) URL")
+    if parts.scheme == "https" or allow_insecure:
+        return
+    host = parts.hostname or ""
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback:
+        raise ValueError(
+            f"refusing plain http to {safe_url(base_url)}: credentials would cross the network unencrypted; "
+            "use https, or pass allow_insecure=True for a trusted network"
+        )
+
+
+class _Transient(Exception):
+    """A failure worth retrying; ``retry_after`` is the server's requested wait, if any."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        return None if parsed is None else max(0.0, parsed.timestamp() - time.time())
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to try: attempts per request, backoff base and cap (seconds), timeout."""
+
+    attempts: int = 8
+    backoff: float = 0.2
+    max_backoff: float = 10.0
+    timeout: float = 30.0
+
+
+class HttpSource:
+    """One remote API: base URL, credential, retry policy and a pooled httpx client.
+
+    ``credential`` (an API key or token) is sent as ``Authorization: Bearer``; a per-request
+    ``token`` overrides it (Klustr user tokens).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        credential: str | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        allow_insecure: bool = False,
+        max_connections: int = 20,
+        transport: httpx.BaseTransport | None = None,
+    ):
+        check_transport_security(base_url, allow_insecure)
+        self.base_url = base_url.rstrip("/")
+        self._credential = credential
+        self.retry = retry or RetryPolicy()
+        # Requests go straight to the transport: httpx's client layer (cookies, auth flows,
+        # redirects, hooks) is not needed here and costs more CPU than the request itself.
+        self._transport = transport or StdlibTransport(timeout=self.retry.timeout, max_idle_per_host=max_connections)
+        self._timeout = httpx.Timeout(self.retry.timeout).as_dict()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({safe_url(self.base_url)!r})"
+
+    def close(self) -> None:
+        self._transport.close()
+
+    def __enter__(self) -> HttpSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def url(self, path: str) -> str:
+        """An absolute URL for a path of this API (absolute URLs pass through)."""
+        return path if "://" in path else f"{self.base_url}/{path.lstrip('/')}"
+
+    def _request(self, path: str, token: str | None) -> tuple[str, dict[str, str]]:
+        url = self.url(path)
+        credential = token if token is not None else self._credential
+        headers = {"Accept": "application/json"}
+        if credential:
+            headers["Authorization"] = f"Bearer {credential}"
+        return url, headers
+
+    def _retrying(self, url: str) -> dict[str, Any]:
+        return {
+            "stop": stop_after_attempt(self.retry.attempts),
+            "wait": self._wait,
+            "retry": retry_if_exception_type(_Transient),
+            "before_sleep": lambda state: logger.info(
+                "retrying %s after %s (attempt %d)", safe_url(url), state.outcome.exception(), state.attempt_number
+            ),
+            "reraise": True,
+        }
+
+    def _gave_up(self, url: str, error: _Transient) -> SourceError:
+        return SourceError(
+            f"{safe_url(url)} failed after {self.retry.attempts} attempts ({error}); "
+            "check that the service is up, then rerun (with a checkpoint the pull resumes where it stopped)"
+        )
+
+    def get(
+        self,
+        path: str,
+        *,
+        params: httpx.QueryParams | None = None,
+        token: str | None = None,
+        accept: tuple[int, ...] = (),
+        validate: Callable[[httpx.Response], None] | None = None,
+    ) -> httpx.Response:
+        """GET with retries. Statuses in ``accept`` (besides 2xx) are returned to the caller.
+
+        ``validate`` may raise ``ValueError`` on a 2xx body (e.g. invalid JSON), which is
+        retried like a cut-off body.
+        """
+        url, headers = self._request(path, token)
+        if params:
+            url = str(httpx.URL(url).copy_merge_params(params))
+
+        def attempt() -> httpx.Response:
+            request = httpx.Request("GET", url, headers=headers, extensions={"timeout": self._timeout})
+            try:
+                response = self._transport.handle_request(request)
+                try:
+                    response.read()
+                finally:
+                    response.close()
+            except httpx.TransportError as error:
+                raise _Transient(type(error).__name__) from None
+            return _checked(response, accept, validate)
+
+        try:
+            return Retrying(**self._retrying(url))(attempt)
+        except _Transient as error:
+            raise self._gave_up(url, error) from None
+
+    def _wait(self, state: RetryCallState) -> float:
+        exponential = wait_random_exponential(multiplier=self.retry.backoff, max=self.retry.max_backoff)(state)
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, _Transient) and error.retry_after is not None:
+            return min(MAX_RETRY_AFTER, max(error.retry_after, exponential * 0.1))
+        return exponential
+
+
+def _checked(
+    response: httpx.Response, accept: tuple[int, ...], validate: Callable[[httpx.Response], None] | None
+) -> httpx.Response:
+    """The response, or :class:`_Transient` for statuses and bodies worth another attempt."""
+    status = response.status_code
+    if status == 429 or status >= 500:
+        raise _Transient(f"HTTP {status}", _retry_after(response))
+    if status in accept or not 200 <= status < 300 or validate is None:
+        return response
+    try:
+        validate(response)
+    except ValueError as error:
+        raise _Transient(f"invalid response body ({type(error).__name__})") from None
+    return response
+
+
+def json_array(response: httpx.Response) -> None:
+    """Validator: the body is a JSON array."""
+    if not isinstance(json.loads(response.content), list):
+        raise ValueError("not a JSON array")
+
+
+def json_object(response: httpx.Response) -> None:
+    """Validator: the body is a JSON object."""
+    if not isinstance(json.loads(response.content), dict):
+        raise ValueError("not a JSON object")

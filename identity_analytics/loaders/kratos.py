@@ -1,0 +1,195 @@
+"""Ory Kratos admin API: list identities page by page (Link header), get one, list by ids.
+
+``include_credential`` is never sent, and whatever credentials a server returns anyway stay
+inside the loader: items go through the same staging and projection as file records, which
+never extract them.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import duckdb
+import httpx
+import numpy as np
+import pyarrow as pa
+
+from identity_analytics.contracts import Identity
+from identity_analytics.errors import NotFound, SourceError
+from identity_analytics.load_report import LoadReport
+from identity_analytics.loaders.checkpoint import Checkpoint
+from identity_analytics.loaders.http import HttpSource, RetryPolicy, json_array, json_object, safe_url
+from identity_analytics.loaders.pipeline import finish_load
+from identity_analytics.loaders.progress import progress_bar
+from identity_analytics.loaders.quarantine import QuarantineLog, report_bad
+from identity_analytics.loaders.staging import IDENTITY_STAGE, StagedSource, Staging, StreamSource
+from identity_analytics.policy import PrivacyPolicy
+from identity_analytics.vocabulary import Vocabulary
+
+logger = logging.getLogger(__name__)
+
+LIST_PATH = "/admin/identities"
+MAX_PAGE_SIZE = 500
+MAX_IDS_PER_REQUEST = 500
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of ``GET /admin/identities``: its items (raw JSON objects) and the next URL."""
+
+    items: list[dict[str, Any]]
+    next_url: str | None
+
+
+class KratosClient:
+    """A client of the Kratos admin API (bearer API key for Ory Network, none self-hosted)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        allow_insecure: bool = False,
+        transport: httpx.BaseTransport | None = None,
+    ):
+        self.http = HttpSource(base_url, api_key, retry=retry, allow_insecure=allow_insecure, transport=transport)
+
+    def __repr__(self) -> str:
+        return f"KratosClient({safe_url(self.http.base_url)!r})"
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> KratosClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def first_page_url(self, page_size: int = 250, organization_id: str | None = None) -> str:
+        """The URL of the first page of the identity list."""
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}, got {page_size}")
+        params: dict[str, str | int] = {"page_size": page_size}
+        if organization_id is not None:
+            params["organization_id"] = organization_id
+        return str(httpx.URL(self.http.url(LIST_PATH), params=params))
+
+    def pages(
+        self, page_size: int = 250, organization_id: str | None = None, start: str | None = None
+    ) -> Iterator[Page]:
+        """Every page of the identity list, following ``Link: <…>; rel="next"`` until there is none."""
+        url: str | None = start or self.first_page_url(page_size, organization_id)
+        seen: set[str] = set()
+        while url is not None:
+            if url in seen:
+                raise SourceError(f"{safe_url(url)} was already read: the server's pagination loops")
+            seen.add(url)
+            response = self.http.get(url, validate=json_array)
+            _raise_for_status(response)
+            next_link = response.links.get("next", {}).get("url")
+            next_url = str(response.url.join(next_link)) if next_link else None
+            yield Page(json.loads(response.content), next_url)
+            url = next_url
+
+    def get(self, identity_id: str) -> Identity:
+        """One identity by id; :class:`NotFound` if there is none."""
+        response = self.http.get(f"{LIST_PATH}/{quote(identity_id, safe='')}", accept=(404,), validate=json_object)
+        if response.status_code == 404:
+            raise NotFound(f"no identity {identity_id!r} at {safe_url(self.http.base_url)}")
+        _raise_for_status(response)
+        return Identity.model_validate_json(response.content)
+
+    def list_by_ids(self, ids: Iterable[str]) -> Iterator[Identity]:
+        """The identities with these ids (unknown ids are skipped), in chunks of <= 500 per request."""
+        chunk: list[str] = []
+        for identity_id in ids:
+            chunk.append(identity_id)
+            if len(chunk) == MAX_IDS_PER_REQUEST:
+                yield from self._by_ids(chunk)
+                chunk = []
+        if chunk:
+            yield from self._by_ids(chunk)
+
+    def _by_ids(self, ids: list[str]) -> Iterator[Identity]:
+        response = self.http.get(LIST_PATH, params=httpx.QueryParams([("ids", i) for i in ids]), validate=json_array)
+        _raise_for_status(response)
+        for item in json.loads(response.content):
+            yield Identity.model_validate(item)
+
+
+def _raise_for_status(response: httpx.Response) -> None:
+    if response.status_code >= 400:
+        raise SourceError(
+            f"{safe_url(response.url)} answered HTTP {response.status_code}"
+            + (" (check the API key)" if response.status_code in (401, 403) else "")
+        )
+
+
+def _lines(start: int, count: int) -> pa.Array:
+    return pa.array(np.arange(start + 1, start + count + 1, dtype=np.int64))
+
+
+def load_kratos(
+    con: duckdb.DuckDBPyConnection,
+    client: KratosClient,
+    policy: PrivacyPolicy,
+    vocabulary: Vocabulary,
+    reference_date: datetime.date,
+    *,
+    page_size: int = 250,
+    organization_id: str | None = None,
+    checkpoint: str | Path | None = None,
+    progress: bool | None = None,
+) -> tuple[LoadReport, pa.Table]:
+    """Pull every identity into the staging tables, page by page, then project."""
+    start_url = client.first_page_url(page_size, organization_id)
+    label = safe_url(client.http.url(LIST_PATH))
+    staged = StagedSource(0, StreamSource(label, "identity"))
+    log = QuarantineLog()
+    staging = Staging(con)
+    saved: Checkpoint | None = None
+    position: str | None = None
+    if checkpoint is not None:
+        fingerprint = {"source": "kratos", "url": safe_url(start_url)}
+        saved = Checkpoint(checkpoint, fingerprint)
+        if saved.resumed:
+            saved.restore(con, IDENTITY_STAGE)
+            staged.read, staged.quarantined = saved.get("read", 0), saved.get("quarantined", 0)
+            log.rows.extend(tuple(r) for r in saved.get("quarantine", []))
+            position = saved.position
+            logger.info("resuming %s after %d identities", label, staged.read)
+    done = saved is not None and saved.resumed and position is None
+    with progress_bar(f"identities from {label}", progress) as advance:
+        advance(staged.read)
+        pages = iter(()) if done else client.pages(page_size, organization_id, start=position)
+        for page in pages:
+            first = staged.read
+            texts = pa.array([json.dumps(item) for item in page.items], pa.string())
+            before = len(log)
+            read, bad = staging.exact_arrow(0, _lines(first, len(texts)), texts, "identity")
+            staged.read += read
+            report_bad(log, staged, bad)
+            if saved is not None:
+                saved.commit(
+                    con,
+                    f"SELECT * FROM {IDENTITY_STAGE} WHERE src = 0 AND line > {first} AND line <= {staged.read}",
+                    page.next_url,
+                    read=staged.read,
+                    quarantined=staged.quarantined,
+                    quarantine=saved.get("quarantine", []) + [list(r) for r in log.rows[before:]],
+                    complete=page.next_url is None,
+                )
+            advance(len(texts))
+    result = finish_load(con, log, [staged], [], policy, vocabulary, reference_date)
+    if saved is not None:
+        saved.remove()
+    return result

@@ -1,0 +1,157 @@
+"""Klustr gateway loader against a real loopback server: concurrency, refusals, faults, resume."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import identity_analytics as ia
+from identity_analytics.loaders.http import RetryPolicy
+from identity_analytics.loaders.klustr import KlustrClient
+from tests.conftest import FIXTURES, REFERENCE_DATE, SECRET_MARKER, TEST_KEY
+from tests.servers import Faults, KlustrServer, users_from_fixtures
+
+FAST_RETRY = RetryPolicy(attempts=12, backoff=0.001, max_backoff=0.01, timeout=5)
+USERS = users_from_fixtures(FIXTURES / "identities.ndjson", FIXTURES / "demographics.ndjson", limit=400)
+TOKENS = list(USERS)
+
+
+def _by_pseudonym(ds: ia.Dataset) -> dict[str, dict[str, str]]:
+    return {row.pop("pseudonym"): row for row in ds.identities.to_pylist()}
+
+
+@pytest.fixture(scope="module")
+def from_files() -> dict[str, dict[str, str]]:
+    """The same identities and demographics loaded from the fixture files."""
+    policy = ia.PrivacyPolicy(pseudonym_key=TEST_KEY)
+    return _by_pseudonym(
+        ia.Dataset.from_files(
+            FIXTURES / "identities.ndjson",
+            FIXTURES / "demographics.ndjson",
+            policy=policy,
+            reference_date=REFERENCE_DATE,
+        )
+    )
+
+
+def test_bulk_pull_joins_each_users_demographics(
+    policy: ia.PrivacyPolicy, from_files: dict[str, dict[str, str]]
+) -> None:
+    with KlustrServer(USERS) as server:
+        ds = ia.Dataset.from_klustr(server.url, TOKENS, policy=policy, concurrency=8, reference_date=REFERENCE_DATE)
+        paths = {r.path for r in server.requests}
+    pulled = _by_pseudonym(ds)
+    good = [u["identity"]["id"] for u in USERS.values() if isinstance(u["identity"]["id"], str) and u["identity"]["id"]]
+    assert sorted(pulled) == sorted(policy.pseudonym(i) for i in good)
+    common = set(pulled) & set(from_files)
+    assert len(common) >= len(pulled) - 2  # the server gives ids to the fixture records that lack one
+    for pseudonym in common:
+        assert pulled[pseudonym] == from_files[pseudonym]  # demographics joined to the right identity
+    assert paths == {"/identities/me", "/identities/me/demographics"}
+    with_demographics = sum(
+        1 for u in USERS.values() if u["demographics"] is not None and isinstance(u["identity"]["id"], str)
+    )
+    assert ds.load_report.demographics.loaded == with_demographics
+
+
+def test_refused_tokens_are_quarantined_by_position_and_the_pull_goes_on(
+    policy: ia.PrivacyPolicy, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    tokens = [*TOKENS[:20], "not-a-token-SECRET-TOKEN-x", TOKENS[20]]
+    with KlustrServer(USERS, forbidden_tokens={TOKENS[5]}) as server:
+        ds = ia.Dataset.from_klustr(server.url, tokens, policy=policy)
+    refused = [r for r in ds.quarantine.to_pylist() if "HTTP" in r["reason"]]
+    assert [(r["line"], r["reason"]) for r in refused] == [
+        (6, "user token #6: HTTP 403 from /identities/me (access forbidden)"),
+        (21, "user token #21: HTTP 401 from /identities/me (token rejected)"),
+    ]
+    assert ds.load_report.identities.read == 22 and ds.load_report.identities.balanced
+    for text in (caplog.text, json.dumps(ds.quarantine.to_pylist()), repr(ds)):
+        assert "SECRET-TOKEN" not in text and SECRET_MARKER not in text
+
+
+def test_faults_do_not_lose_or_duplicate_users(policy: ia.PrivacyPolicy) -> None:
+    # Faults hit requests by their global number, so concurrent retries can meet several in a row.
+    faults = Faults(
+        rate_limit_every=10,
+        retry_after=0,
+        server_error_every=15,
+        server_error_burst=2,
+        drop_every=23,
+        invalid_json_every=29,
+    )
+    with KlustrServer(USERS) as clean:
+        reference = ia.Dataset.from_klustr(clean.url, TOKENS, policy=policy, reference_date=REFERENCE_DATE)
+    with KlustrServer(USERS, faults=faults) as server:
+        ds = ia.Dataset.from_klustr(server.url, TOKENS, policy=policy, retry=FAST_RETRY, reference_date=REFERENCE_DATE)
+        assert all(server.fault_counts[k] for k in ("rate_limit", "server_error", "drop", "invalid_json"))
+    assert ds.identities.sort_by("pseudonym").equals(reference.identities.sort_by("pseudonym"))
+    assert ds.load_report.identities == reference.load_report.identities
+    assert ds.load_report.demographics == reference.load_report.demographics
+
+
+def test_profiles_through_the_gateway() -> None:
+    token = next(t for t, u in USERS.items() if u["identity"].get("state") == "active")
+    user = USERS[token]["identity"]
+    with KlustrServer(USERS) as server, KlustrClient(server.url) as client:
+        profile = client.profile(token)
+        assert profile.traits.email == user["traits"].get("email")
+        public = client.public_profile(user["id"], token)
+        assert public.traits.username == user["traits"].get("username")
+        with pytest.raises(ia.NotFound):
+            client.public_profile("nobody", token)
+
+
+KILLABLE = """
+import sys, json, identity_analytics as ia
+tokens = json.loads(sys.argv[3])
+ia.Dataset.from_klustr(sys.argv[1], tokens, policy=ia.PrivacyPolicy(pseudonym_key=sys.argv[4].encode()),
+                       concurrency=4, checkpoint=sys.argv[2])
+"""
+
+
+def test_killed_pull_resumes_with_the_same_result(policy: ia.PrivacyPolicy, tmp_path: Path) -> None:
+    checkpoint = tmp_path / "klustr.checkpoint"
+    with KlustrServer(USERS, faults=Faults(latency=0.01)) as server:
+        reference = ia.Dataset.from_klustr(
+            server.url, TOKENS, policy=policy, concurrency=4, reference_date=REFERENCE_DATE
+        )
+        child = subprocess.Popen(
+            [sys.executable, "-c", KILLABLE, server.url, str(checkpoint), json.dumps(TOKENS), TEST_KEY.decode()]
+        )
+        deadline = time.time() + 60
+        while time.time() < deadline and not (checkpoint.exists() and json.loads(checkpoint.read_text())["parts"]):
+            time.sleep(0.02)
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+        done = json.loads(checkpoint.read_text())["position"]
+        assert 0 < done < len(TOKENS)
+        server.clear()
+        resumed = ia.Dataset.from_klustr(
+            server.url, TOKENS, policy=policy, concurrency=4, checkpoint=checkpoint, reference_date=REFERENCE_DATE
+        )
+        fetched = len([r for r in server.requests if r.path == "/identities/me"])
+    assert fetched == len(TOKENS) - done  # only the users not yet committed were fetched again
+    assert resumed.identities.sort_by("pseudonym").equals(reference.identities.sort_by("pseudonym"))
+    assert resumed.load_report == reference.load_report and resumed.quarantine.equals(reference.quarantine)
+    assert not checkpoint.exists()
+
+
+def test_a_checkpoint_of_another_pull_is_refused(policy: ia.PrivacyPolicy, tmp_path: Path) -> None:
+    checkpoint = tmp_path / "c.json"
+    checkpoint.write_text(
+        json.dumps(
+            {"format": "identity-analytics-checkpoint/1", "fingerprint": {"other": 1}, "parts": [], "position": 3}
+        )
+    )
+    with KlustrServer(USERS) as server, pytest.raises(ia.LoadError, match="belongs to another pull"):
+        ia.Dataset.from_klustr(server.url, TOKENS[:5], policy=policy, checkpoint=checkpoint)

@@ -1,0 +1,165 @@
+"""Kratos admin API loader against a real loopback server, with faults, checkpoints and secrets."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import identity_analytics as ia
+from identity_analytics.loaders.http import RetryPolicy
+from identity_analytics.loaders.kratos import KratosClient
+from tests.conftest import FIXTURES, SECRET_MARKER, TEST_KEY
+from tests.servers import Faults, KratosServer, kratos_identities_from_fixtures
+
+API_KEY = "PLANTED-SECRET-api-key-0123"
+FAST_RETRY = RetryPolicy(attempts=8, backoff=0.001, max_backoff=0.01, timeout=5)
+IDENTITIES = kratos_identities_from_fixtures(FIXTURES / "identities.ndjson")
+GOOD_IDS = sorted(i["id"] for i in IDENTITIES if isinstance(i["id"], str) and i["id"])
+
+
+def _pseudonyms(ds: ia.Dataset) -> list[str]:
+    return sorted(ds.identities.column("pseudonym").to_pylist())
+
+
+def _expected(policy: ia.PrivacyPolicy) -> list[str]:
+    return sorted(policy.pseudonym(i) for i in GOOD_IDS)
+
+
+def test_pull_follows_link_pagination_and_never_asks_for_credentials(policy: ia.PrivacyPolicy) -> None:
+    with KratosServer(IDENTITIES, api_key=API_KEY) as server:
+        ds = ia.Dataset.from_kratos(server.url, api_key=API_KEY, policy=policy, page_size=200)
+        requests = server.requests
+    assert _pseudonyms(ds) == _expected(policy)
+    assert len(requests) == -(-len(IDENTITIES) // 200)
+    assert all(r.headers["Authorization"] == f"Bearer {API_KEY}" for r in requests)
+    assert not any("include_credential" in r.query for r in requests)
+    assert all(r.query.get("page_size") == ["200"] for r in requests)
+
+
+def test_every_fault_at_once_still_gives_each_identity_exactly_once(policy: ia.PrivacyPolicy) -> None:
+    faults = Faults(
+        rate_limit_every=5, retry_after=0, server_error_every=7, server_error_burst=2, drop_every=11,
+        invalid_json_every=13, slow_every=17, slow_seconds=0.05, duplicate_across_pages=True,
+    )  # fmt: skip
+    with KratosServer(IDENTITIES, faults=faults, link_style="absolute") as server:
+        ds = ia.Dataset.from_kratos(server.url, policy=policy, page_size=60, retry=FAST_RETRY)
+        counts = server.fault_counts
+    assert _pseudonyms(ds) == _expected(policy)
+    assert {"rate_limit", "server_error", "drop", "invalid_json", "duplicate_across_pages"} <= {
+        k for k, v in counts.items() if v
+    }
+    report = ds.load_report.identities
+    pages = -(-len(IDENTITIES) // 60)
+    assert report.loaded == len(GOOD_IDS) and report.duplicates == pages - 1  # each later page repeats one item
+    assert report.read == report.loaded + report.quarantined + report.duplicates
+
+
+def test_retry_after_is_honoured(policy: ia.PrivacyPolicy) -> None:
+    with KratosServer(IDENTITIES[:10], faults=Faults(rate_limit_every=2, retry_after=1)) as server:
+        start = time.perf_counter()
+        ds = ia.Dataset.from_kratos(server.url, policy=policy, page_size=5, retry=FAST_RETRY)
+        elapsed = time.perf_counter() - start
+    assert len(ds) == 10 and elapsed >= 1.0
+
+
+def test_persistent_failure_raises_source_error_without_credentials(policy: ia.PrivacyPolicy) -> None:
+    with KratosServer(IDENTITIES, faults=Faults(server_error_every=1)) as server:
+        url = server.url.replace("http://", f"http://user:{API_KEY}@")
+        with pytest.raises(ia.SourceError, match=r"/admin/identities.*failed after 3 attempts") as raised:
+            ia.Dataset.from_kratos(url, api_key=API_KEY, policy=policy, retry=RetryPolicy(attempts=3, backoff=0.001))
+    assert API_KEY not in str(raised.value) and "user:" not in str(raised.value)
+
+
+def test_wrong_api_key_is_a_source_error(policy: ia.PrivacyPolicy) -> None:
+    with KratosServer(IDENTITIES, api_key=API_KEY) as server, pytest.raises(ia.SourceError, match="401.*API key"):
+        ia.Dataset.from_kratos(server.url, api_key="wrong", policy=policy)
+
+
+def test_plain_http_is_refused_except_to_loopback(policy: ia.PrivacyPolicy) -> None:
+    with pytest.raises(ValueError, match="refusing plain http"):
+        ia.Dataset.from_kratos("http://kratos.example.org:4434", policy=policy)
+    with pytest.raises(ia.SourceError):  # allowed, then nothing listens there
+        ia.Dataset.from_kratos(
+            "http://192.0.2.1:9", policy=policy, allow_insecure=True, retry=RetryPolicy(attempts=1, timeout=0.2)
+        )
+
+
+@pytest.mark.parametrize("page_size", [0, 501])
+def test_page_size_is_bounded(policy: ia.PrivacyPolicy, page_size: int) -> None:
+    with pytest.raises(ValueError, match="page_size must be between 1 and 500"):
+        ia.Dataset.from_kratos("http://127.0.0.1:9", policy=policy, page_size=page_size)
+
+
+def test_organization_filter_is_sent(policy: ia.PrivacyPolicy) -> None:
+    with KratosServer(IDENTITIES) as server:
+        ia.Dataset.from_kratos(server.url, policy=policy, organization_id="org-1")
+        assert all(r.query.get("organization_id") == ["org-1"] for r in server.requests)
+
+
+def test_client_gets_one_identity_and_lists_by_ids_in_chunks() -> None:
+    with KratosServer(IDENTITIES) as server, KratosClient(server.url) as client:
+        one = client.get(GOOD_IDS[0])
+        assert one.id == GOOD_IDS[0] and "credentials" not in one.model_dump()
+        with pytest.raises(ia.NotFound):
+            client.get("no-such-identity")
+        wanted = [*GOOD_IDS[:1200], "ghost"]
+        found = list(client.list_by_ids(wanted))
+        assert sorted(i.id for i in found if i.id) == sorted(GOOD_IDS[:1200])
+        by_ids = [r for r in server.requests if "ids" in r.query]
+        assert len(by_ids) == 3 and max(len(r.query["ids"]) for r in by_ids) == 500
+
+
+def test_no_secret_in_debug_logs_reprs_errors_or_outputs(
+    policy: ia.PrivacyPolicy, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    faults = Faults(rate_limit_every=4, retry_after=0, drop_every=9)
+    with KratosServer(IDENTITIES[:300], api_key=API_KEY, faults=faults) as server:
+        ds = ia.Dataset.from_kratos(server.url, api_key=API_KEY, policy=policy, page_size=50, retry=FAST_RETRY)
+        with KratosClient(server.url, API_KEY) as client:
+            texts = [repr(client), repr(client.http)]
+    texts += [caplog.text, repr(ds), json.dumps(ds.quarantine.to_pylist()), json.dumps(ds.identities.to_pylist())]
+    texts.append(json.dumps(ds.connection.sql("SELECT * FROM profiles").fetchall(), default=str))
+    assert "retrying" in caplog.text  # the faults were logged...
+    for text in texts:  # ...but never a key or a planted secret
+        assert API_KEY not in text and SECRET_MARKER not in text
+
+
+KILLABLE = """
+import sys, identity_analytics as ia
+ia.Dataset.from_kratos(sys.argv[1], policy=ia.PrivacyPolicy(pseudonym_key=sys.argv[3].encode()), page_size=40,
+                       checkpoint=sys.argv[2])
+"""
+
+
+def test_killed_pull_resumes_from_its_checkpoint_with_the_same_result(policy: ia.PrivacyPolicy, tmp_path: Path) -> None:
+    checkpoint = tmp_path / "pull.checkpoint"
+    with KratosServer(IDENTITIES, faults=Faults(latency=0.03, duplicate_across_pages=True)) as server:
+        reference = ia.Dataset.from_kratos(server.url, policy=policy, page_size=40)
+        child = subprocess.Popen([sys.executable, "-c", KILLABLE, server.url, str(checkpoint), TEST_KEY.decode()])
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            state = json.loads(checkpoint.read_text()) if checkpoint.exists() else {"parts": []}
+            if len(state["parts"]) >= 5:
+                break
+            time.sleep(0.02)
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+        parts = json.loads(checkpoint.read_text())["parts"]
+        assert 5 <= len(parts) < len(IDENTITIES) // 40
+        server.clear()
+        resumed = ia.Dataset.from_kratos(server.url, policy=policy, page_size=40, checkpoint=checkpoint)
+        first_request = server.requests[0]
+    assert "page_token" in first_request.query  # it did not start over
+    assert resumed.identities.sort_by("pseudonym").equals(reference.identities.sort_by("pseudonym"))
+    assert resumed.load_report == reference.load_report
+    assert resumed.quarantine.equals(reference.quarantine)
+    assert not checkpoint.exists() and not checkpoint.with_name(checkpoint.name + ".parts").exists()

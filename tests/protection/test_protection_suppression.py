@@ -1,0 +1,237 @@
+"""Suppression: known small cases, the MILP reference, and property tests against the
+independent LP audit (attacker_intervals)."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import identity_analytics.protection.suppression as suppression_module
+from identity_analytics.protection import (
+    CellGrid,
+    attacker_intervals,
+    optimal_secondary,
+    primary_suppression,
+    secondary_suppression,
+)
+from identity_analytics.protection.optimal import information_loss
+
+TOL = 1e-6
+
+
+def assert_protected(grid: CellGrid, mask: npt.NDArray[np.bool_], k: int) -> None:
+    """The privacy rule, checked with the independent audit."""
+    primary = primary_suppression(grid.counts, k)
+    assert not (primary & ~mask).any(), "a primary cell is published"
+    published = grid.counts[~mask]
+    assert not ((published > 0) & (published < k)).any(), "a published count is in (0, k)"
+    lo, hi = attacker_intervals(grid, mask)
+    assert np.all(lo[~mask] == grid.counts[~mask])
+    assert np.all(hi[~mask] == grid.counts[~mask])
+    widths = hi[mask] - lo[mask]
+    assert np.all(widths >= k - TOL), f"narrow suppressed cells: {widths[widths < k - TOL]}"
+
+
+def cell(grid: CellGrid, *codes: int) -> int:
+    return int(np.flatnonzero((grid.codes == np.asarray(codes)).all(axis=1))[0])
+
+
+def test_primary_suppression() -> None:
+    counts = np.array([0, 1, 4, 5, 9, 10, 300])
+    assert primary_suppression(counts, 5).tolist() == [False, True, True, False, False, False,
+                                                       False]
+    assert not primary_suppression(counts, 1).any()
+    with pytest.raises(ValueError):
+        primary_suppression(counts, 0)
+
+
+def test_two_by_two_needs_a_rectangle() -> None:
+    grid = CellGrid.full_cube(np.array([[3, 20], [30, 40]]))
+    k = 10
+    mask = secondary_suppression(grid, primary_suppression(grid.counts, k), k)
+    expected = {cell(grid, 0, 0), cell(grid, 0, 1), cell(grid, 1, 0), cell(grid, 1, 1)}
+    assert set(np.flatnonzero(mask).tolist()) == expected
+    assert_protected(grid, mask, k)
+    lo, hi = attacker_intervals(grid, mask)
+    assert lo[cell(grid, 0, 0)] == 0.0
+    assert hi[cell(grid, 0, 0)] == 23.0  # bounded by its row total
+
+
+def test_audit_detects_an_unprotected_cell() -> None:
+    grid = CellGrid.full_cube(np.array([[3, 20], [30, 40]]))
+    only_primary = primary_suppression(grid.counts, 10)
+    lo, hi = attacker_intervals(grid, only_primary)
+    s = cell(grid, 0, 0)
+    assert lo[s] == hi[s] == 3.0  # recomputable from its row: the rule is violated
+
+
+def test_grand_total_below_k_terminates_and_protects() -> None:
+    grid = CellGrid.full_cube(np.array([[1, 2], [0, 3]]))
+    k = 10
+    primary = primary_suppression(grid.counts, k)
+    mask = secondary_suppression(grid, primary, k)
+    assert_protected(grid, mask, k)
+    _, hi = attacker_intervals(grid, mask)
+    assert np.isinf(hi[cell(grid, -1, -1)])
+
+
+def test_margins_off_primary_is_enough() -> None:
+    grid = CellGrid.full_cube(np.array([[1, 20], [30, 4]]), margins=False)
+    primary = primary_suppression(grid.counts, 5)
+    mask = secondary_suppression(grid, primary, 5)
+    assert np.array_equal(mask, primary)
+    assert_protected(grid, mask, 5)
+
+
+def test_nothing_to_protect() -> None:
+    grid = CellGrid.full_cube(np.array([[0, 20], [30, 40]]))
+    mask = secondary_suppression(grid, primary_suppression(grid.counts, 10), 10)
+    assert not mask.any()
+
+
+def test_small_margin_is_protected() -> None:
+    # row 0 total (7) is primary as well as its cells
+    grid = CellGrid.full_cube(np.array([[3, 4, 0], [30, 40, 50], [25, 35, 45]]))
+    k = 10
+    mask = secondary_suppression(grid, primary_suppression(grid.counts, k), k)
+    assert mask[cell(grid, 0, -1)]
+    assert_protected(grid, mask, k)
+
+
+def test_rejects_bad_arguments() -> None:
+    grid = CellGrid.full_cube(np.array([[3, 20], [30, 40]]))
+    with pytest.raises(ValueError):
+        secondary_suppression(grid, np.zeros(3, dtype=bool), 10)
+    with pytest.raises(ValueError):
+        secondary_suppression(grid, np.zeros(grid.n_cells, dtype=bool), 0)
+    broken = CellGrid(grid.shape, grid.codes, grid.counts + (grid.codes[:, 0] < 0))
+    with pytest.raises(ValueError):
+        secondary_suppression(broken, primary_suppression(broken.counts, 10), 10)
+
+
+def test_milp_known_optimum() -> None:
+    # one small cell: the cheapest protection is a rectangle with the smallest cells that
+    # can absorb a move of k: rows 0/1 are the only ones, column 1 is the cheapest partner
+    arr = np.array([[2, 15, 90], [40, 12, 80], [70, 60, 95]])
+    grid = CellGrid.full_cube(arr)
+    k = 10
+    primary = primary_suppression(grid.counts, k)
+    opt = optimal_secondary(grid, primary, k)
+    secondary = opt & ~primary
+    assert set(np.flatnonzero(secondary).tolist()) == {
+        cell(grid, 0, 1), cell(grid, 1, 0), cell(grid, 1, 1)
+    }
+    lo, hi = attacker_intervals(grid, opt)
+    assert hi[cell(grid, 0, 0)] - lo[cell(grid, 0, 0)] >= k
+    heuristic = secondary_suppression(grid, primary, k)
+    assert information_loss(grid, heuristic & ~primary) == pytest.approx(
+        information_loss(grid, secondary)
+    )
+
+
+def test_milp_protect_all_never_cheaper_than_primary_only() -> None:
+    rng = np.random.default_rng(3)
+    arr = rng.integers(0, 40, size=(4, 5))
+    grid = CellGrid.full_cube(arr)
+    k = 8
+    primary = primary_suppression(grid.counts, k)
+    base = optimal_secondary(grid, primary, k)
+    strict = optimal_secondary(grid, primary, k, protect_all=True)
+    assert_protected(grid, strict, k)
+    assert information_loss(grid, strict & ~primary) >= information_loss(
+        grid, base & ~primary
+    ) - 1e-9
+    heuristic = secondary_suppression(grid, primary, k)
+    assert information_loss(grid, heuristic & ~primary) >= information_loss(
+        grid, strict & ~primary
+    ) - 1e-9
+
+
+@st.composite
+def tables(draw: st.DrawFn) -> tuple[np.ndarray, int, bool]:
+    dims = draw(st.integers(1, 3))
+    shape = tuple(draw(st.integers(1, 4 if dims < 3 else 3)) for _ in range(dims))
+    size = int(np.prod(shape))
+    small = st.integers(0, 6)
+    mixed = st.one_of(small, small, st.integers(0, 40), st.integers(0, 400))
+    values = draw(st.lists(mixed, min_size=size, max_size=size))
+    k = draw(st.integers(2, 15))
+    margins = draw(st.sampled_from([True, True, True, False]))
+    return np.asarray(values, dtype=np.int64).reshape(shape), k, margins
+
+
+def shuffled(grid: CellGrid, seed: int) -> CellGrid:
+    perm = np.random.default_rng(seed).permutation(grid.n_cells)
+    return CellGrid(grid.shape, grid.codes[perm], grid.counts[perm])
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tables(), st.integers(0, 2**16))
+def test_property_guarantee(case: tuple[np.ndarray, int, bool], seed: int) -> None:
+    arr, k, margins = case
+    grid = shuffled(CellGrid.full_cube(arr, margins=margins), seed)
+    primary = primary_suppression(grid.counts, k)
+    mask = secondary_suppression(grid, primary, k)
+    assert mask.dtype == np.bool_ and mask.shape == (grid.n_cells,)
+    assert not (primary & ~mask).any()
+    assert_protected(grid, mask, k)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tables())
+def test_property_guarantee_region_path(case: tuple[np.ndarray, int, bool]) -> None:
+    """The large-table path (local regions) on small tables, forced by a low limit."""
+    arr, k, _ = case
+    grid = CellGrid.full_cube(arr)
+    primary = primary_suppression(grid.counts, k)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(suppression_module, "_GLOBAL_LIMIT", 0)
+        patch.setattr(suppression_module, "_REGION_ALTS", 1)
+        mask = secondary_suppression(grid, primary, k)
+    assert_protected(grid, mask, k)
+
+
+def test_region_path_on_a_four_dimensional_table() -> None:
+    rng = np.random.default_rng(11)
+    arr = rng.poisson(rng.gamma(1.5, 40.0, size=(4, 4, 4, 12)))
+    grid = CellGrid.full_cube(arr)
+    assert grid.n_cells > suppression_module._GLOBAL_LIMIT
+    k = 10
+    primary = primary_suppression(grid.counts, k)
+    assert primary.sum() > 10
+    mask = secondary_suppression(grid, primary, k)
+    assert_protected(grid, mask, k)
+
+
+@settings(max_examples=30, deadline=None)
+@given(tables(), st.integers(0, 2**16))
+def test_audit_matches_plain_linprog(case: tuple[np.ndarray, int, bool], seed: int) -> None:
+    """attacker_intervals against a direct scipy LP over the whole table."""
+    from scipy.optimize import linprog
+
+    from identity_analytics.protection import additivity_matrix
+
+    arr, _, margins = case
+    grid = CellGrid.full_cube(arr, margins=margins)
+    mask = np.random.default_rng(seed).random(grid.n_cells) < 0.4
+    lo, hi = attacker_intervals(grid, mask)
+    amat = additivity_matrix(grid).toarray()
+    counts = grid.counts.astype(float)
+    bounds = [(0, None) if m else (c, c) for m, c in zip(mask, counts, strict=True)]
+    a_eq = amat if amat.shape[0] else None
+    b_eq = np.zeros(amat.shape[0]) if amat.shape[0] else None
+    for i in np.flatnonzero(mask):
+        cost = np.zeros(grid.n_cells)
+        cost[i] = 1.0
+        low = linprog(cost, A_eq=a_eq, b_eq=b_eq, bounds=bounds, method="highs")
+        high = linprog(-cost, A_eq=a_eq, b_eq=b_eq, bounds=bounds, method="highs")
+        assert low.status == 0
+        assert lo[i] == pytest.approx(low.fun, abs=1e-6)
+        if high.status == 3:
+            assert np.isinf(hi[i])
+        else:
+            assert high.status == 0
+            assert hi[i] == pytest.approx(-high.fun, abs=1e-6)

@@ -1,0 +1,180 @@
+"""Cohort tables: one CUBE query, every category, k-anonymity protection, views."""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+
+import matplotlib
+import numpy as np
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import identity_analytics as ia
+from identity_analytics.vocabulary import DIMENSIONS
+
+matplotlib.use("Agg")
+
+VOCABULARY = ia.Vocabulary.default()
+SMALL = {d: VOCABULARY.categories(d) for d in DIMENSIONS}
+SMALL["citizenship"] = ("FR", "DE", "undetermined", "other")
+SMALL["locale"] = ("fr", "de-DE", "undetermined", "other")
+POLICY = ia.PrivacyPolicy(pseudonym_key=b"cohort-tests")
+
+
+def _counted(rows: list[dict[str, str]], include_inactive: bool = False) -> list[dict[str, str]]:
+    return [r for r in rows if include_inactive or r["state"] in ("active", "undetermined")]
+
+
+def _brute_force(rows: list[dict[str, str]], by: tuple[str, ...]) -> Counter[tuple[str | None, ...]]:
+    counts: Counter[tuple[str | None, ...]] = Counter()
+    for row in rows:
+        for mask in itertools.product([False, True], repeat=len(by)):
+            counts[tuple(None if m else row[d] for d, m in zip(by, mask, strict=True))] += 1
+    return counts
+
+
+def test_fixture_report_covers_every_category_and_adds_up(fixture_dataset: ia.Dataset) -> None:
+    table = fixture_dataset.cohorts(["age", "income", "parental_status"])
+    cells = table.to_arrow()
+    sizes = [len(VOCABULARY.categories(d)) for d in table.by]
+    assert cells.num_rows == int(np.prod([s + 1 for s in sizes]))
+    for dim in table.by:
+        assert set(cells.column(dim).drop_null().to_pylist()) == set(VOCABULARY.categories(dim))
+    counted = _counted(fixture_dataset.identities.to_pylist())
+    assert table.grid.counts.max() == len(counted)
+    assert table.total == len(counted)
+
+
+def test_sql_is_one_cube_query_and_inspectable(fixture_dataset: ia.Dataset) -> None:
+    sql = fixture_dataset.cohorts(["age", "gender"]).sql
+    assert sql.count("SELECT") == 1 and "GROUP BY CUBE (age, gender)" in sql
+    assert fixture_dataset.connection.execute(sql).fetchall()
+
+
+def test_published_counts_equal_brute_force_and_none_is_below_k(fixture_dataset: ia.Dataset) -> None:
+    rows = _counted(fixture_dataset.identities.to_pylist())
+    table = fixture_dataset.cohorts(["age", "income", "parental_status"])
+    truth = _brute_force(rows, table.by)
+    for cell in table.to_arrow().to_pylist():
+        if cell["count"] is None:
+            assert cell["suppressed"] and cell["reason"] in ("primary", "secondary")
+            continue
+        assert cell["count"] == truth[tuple(cell[d] for d in table.by)]
+        assert not 0 < cell["count"] < table.k
+
+
+def test_audit_intervals_are_at_least_k_wide(fixture_dataset: ia.Dataset) -> None:
+    audit = fixture_dataset.cohorts(["age", "income", "parental_status"]).audit()
+    assert audit.num_rows > 0
+    assert all(audit.column("protected").to_pylist())
+    assert min(audit.column("width").to_pylist()) >= 10
+
+
+def test_inactive_identities_are_excluded_unless_the_policy_includes_them(fixture_dataset: ia.Dataset) -> None:
+    rows = fixture_dataset.identities.to_pylist()
+    assert fixture_dataset.cohorts("age").total == len(_counted(rows))
+    inclusive = ia.Dataset.from_arrow(
+        fixture_dataset.identities, policy=POLICY.model_copy(update={"include_inactive": True})
+    )
+    assert inclusive.cohorts("age").total == len(rows)
+
+
+def test_where_filters_the_population_and_the_filtered_dimension(fixture_dataset: ia.Dataset) -> None:
+    table = fixture_dataset.cohorts(
+        ["income", "gender"], where={"income": ["low", "high"], "parental_status": ["parent"]}
+    )
+    assert table.categories[0] == ("low", "high")
+    rows = [
+        r
+        for r in _counted(fixture_dataset.identities.to_pylist())
+        if r["income"] in ("low", "high") and r["parental_status"] == "parent"
+    ]
+    assert table.total == len(rows)
+    assert "income IN ('low', 'high') AND parental_status IN ('parent')" in table.sql
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"by": ["shoe_size"]}, "unknown dimension.*'shoe_size'.*the dimensions are"),
+        ({"by": []}, "give 1 to 4 dimensions"),
+        ({"by": ["age", "income", "gender", "locale", "citizenship"]}, "give 1 to 4 dimensions"),
+        ({"by": ["age", "age"]}, "once"),
+        ({"by": ["age"], "k": 1}, "k must be at least 2"),
+        ({"by": ["age"], "where": {"income": ["rich"]}}, r"unknown income value\(s\) \['rich'\].*'low'"),
+        ({"by": ["age"], "where": {"eyes": ["blue"]}}, "unknown dimension 'eyes' in where"),
+        ({"by": ["age"], "protect": "hide"}, "protect must be one of"),
+        ({"by": ["age"], "protect": "round", "base": 3}, "base >= k"),
+    ],
+)
+def test_bad_requests_name_what_is_allowed(
+    fixture_dataset: ia.Dataset, kwargs: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        fixture_dataset.cohorts(**kwargs)  # type: ignore[arg-type]
+
+
+def test_rounding_publishes_multiples_of_the_base(fixture_dataset: ia.Dataset) -> None:
+    rounded = fixture_dataset.cohorts(["age", "gender"], protect="round")
+    counts = rounded.to_arrow().column("count").to_pylist()
+    assert all(c is not None and c % 10 == 0 for c in counts)
+    both = fixture_dataset.cohorts(["age", "gender"], protect="suppress+round", base=5)
+    published = [c for c in both.to_arrow().column("count").to_pylist() if c is not None]
+    assert published and all(c % 5 == 0 and not 0 < c < 10 for c in published)
+    assert both.suppressed.any()
+
+
+def test_pandas_pivot_html_and_plot(fixture_dataset: ia.Dataset) -> None:
+    table = fixture_dataset.cohorts(["age", "parental_status"])
+    frame = table.to_pandas()
+    assert str(frame["count"].dtype) == "Int64" and list(frame.columns[-4:]) == [
+        "count",
+        "share",
+        "suppressed",
+        "reason",
+    ]
+    grand = frame[frame["age"].isna() & frame["parental_status"].isna()]
+    assert grand["share"].tolist() == [1.0]
+    wide = table.pivot()
+    assert list(wide.columns) == [*VOCABULARY.categories("parental_status"), "total"]
+    assert wide.loc["total", "total"] == table.total
+    html = table._repr_html_()
+    assert html.count('class="s"') == int(table.suppressed.sum()) and "<table" in html
+    ax = table.plot()
+    assert ax.get_title().startswith("age × parental_status")
+
+
+def test_margins_off_publishes_interior_cells_only(fixture_dataset: ia.Dataset) -> None:
+    table = fixture_dataset.cohorts(["age", "gender"], margins=False)
+    assert not table.grid.is_margin.any() and table.total is None
+    assert np.array_equal(table.suppressed, table.primary)
+
+
+analytics_rows = st.fixed_dictionaries({d: st.sampled_from(SMALL[d]) for d in DIMENSIONS})
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(
+    rows=st.lists(analytics_rows, min_size=1, max_size=150),
+    by=st.lists(
+        st.sampled_from(["age", "gender", "household", "parental_status", "citizenship"]),
+        min_size=1,
+        max_size=3,
+        unique=True,
+    ),
+    k=st.integers(min_value=2, max_value=12),
+)
+def test_protection_properties_on_random_data(rows: list[dict[str, str]], by: list[str], k: int) -> None:
+    table = pa.Table.from_pylist([{"pseudonym": POLICY.pseudonym(str(i)), **r} for i, r in enumerate(rows)])
+    ds = ia.Dataset.from_arrow(table.select(["pseudonym", *DIMENSIONS]), policy=POLICY)
+    cohort = ds.cohorts(by, k=k)
+    truth = _brute_force(_counted(rows), tuple(by))
+    for cell in cohort.to_arrow().to_pylist():
+        if cell["count"] is not None:
+            assert not 0 < cell["count"] < k
+            assert cell["count"] == truth[tuple(cell[d] for d in by)]
+    audit = cohort.audit()
+    assert all(w >= k for w in audit.column("width").to_pylist())
