@@ -57,22 +57,22 @@ VALUES: dict[str, list[str]] = {
 }
 
 
-def _pick(dim: str, seed: int) -> str:
-    """SQL choosing a value of ``dim`` per row, each next value ~2.5x rarer (deterministic)."""
+def _pick(dim: str) -> str:
+    """SQL choosing a value of ``dim`` from the uniform column ``u_<dim>``, each next value ~2.5x rarer."""
     values = VALUES[dim]
     weights = [0.4**i for i in range(len(values))]
     total, cumulative, whens = sum(weights), 0.0, []
     for value, weight in zip(values[:-1], weights[:-1], strict=True):
         cumulative += weight / total
-        whens.append(f"WHEN u < {cumulative:.9f} THEN '{value}'")
-    u = f"(hash(i, {seed}) % 1000000000) / 1e9"
-    return f"(SELECT CASE {' '.join(whens)} ELSE '{values[-1]}' END FROM (SELECT {u} AS u))"
+        whens.append(f"WHEN u_{dim} < {cumulative:.9f} THEN '{value}'")
+    return f"CASE {' '.join(whens)} ELSE '{values[-1]}' END"
 
 
 def population_sql(rows: int) -> str:
     """A deterministic synthetic analytics table of ``rows`` rows, as a query."""
-    picks = ", ".join(f"{_pick(dim, seed)} AS {dim}" for seed, dim in enumerate(DIMENSIONS))
-    return f"SELECT sha256(i::VARCHAR) AS pseudonym, {picks} FROM range({rows}) t(i)"
+    uniforms = ", ".join(f"(hash(i, {seed}) % 1000000000) / 1e9 AS u_{dim}" for seed, dim in enumerate(DIMENSIONS))
+    picks = ", ".join(f"{_pick(dim)} AS {dim}" for dim in DIMENSIONS)
+    return f"SELECT sha256(i::VARCHAR) AS pseudonym, {picks} FROM (SELECT i, {uniforms} FROM range({rows}) t(i))"
 
 
 def timed(fn: Callable[[], object], repeat: int) -> float:

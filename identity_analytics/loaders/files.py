@@ -124,6 +124,8 @@ def _stage_json(staging: Staging, staged: StagedSource, log: QuarantineLog) -> N
     source = _file(staged)
     con = staging.con
     try:
+        # Elements are numbered by their insertion order, which this statement must keep.
+        con.execute("SET preserve_insertion_order = true")
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE _objects AS
             SELECT json::VARCHAR AS record FROM read_json_objects({_sql_literal(str(source.path))},
@@ -135,6 +137,8 @@ def _stage_json(staging: Staging, staged: StagedSource, log: QuarantineLog) -> N
         logger.info("%s is not well-formed JSON; reading it whole to find the fault", source.label)
         _stage_malformed_json(staging, staged, log)
         return
+    finally:
+        con.execute("SET preserve_insertion_order = false")  # as the Dataset connection runs
     try:
         read, bad = staging.exact(staged.src, relation, source.layout)
     finally:

@@ -55,9 +55,9 @@ def load_files(
             stage_file(staging, staged, log)
 
     def reread(sources: set[int]) -> None:
-        for staged in demo_sources:
+        for staged in identity_sources + demo_sources:
             if staged.src in sources:
-                logger.info("%s names identities that were not loaded; re-reading it line by line", staged.source.label)
+                logger.info("%s: re-reading line by line to rank or report records by line", staged.source.label)
                 staging.discard(staged.src)
                 stage_file(staging, staged, log, exact=True)
 
@@ -79,16 +79,21 @@ def finish_load(
 ) -> tuple[LoadReport, pa.Table]:
     """After the identities are staged: select, join demographics, project, count.
 
-    ``reread`` re-stages demographics sources (by index) that were read on the fast path,
-    so that their records of unknown identities are quarantined with line numbers.
+    ``reread`` re-stages sources (by index) that were read on the fast path, without line
+    numbers, when their duplicates can only be ranked by line or their records of unknown
+    identities must be quarantined with their line.
     """
     counts = projection.ProjectionCounts()
+    if reread is not None and (tied := projection.sources_needing_line_order(con)):
+        reread(tied)
     projection.select_winners(con, counts)
     projection.stage_embedded_demographics(con, counts)
     if stage_demographics is not None:
         stage_demographics()
     unknown = projection.find_unknown_identities(con)
     to_reread = {src for src, line, _ in unknown if line is None}
+    if reread is not None:
+        to_reread |= projection.sources_needing_line_order(con)
     if to_reread and reread is not None:
         reread(to_reread)
         unknown = projection.find_unknown_identities(con)

@@ -162,6 +162,27 @@ def _drop_duplicates(con: duckdb.DuckDBPyConnection, table: str, key: str, order
     return losers
 
 
+_UPDATED = "TRY_CAST(updated_at AS TIMESTAMPTZ)"
+
+
+def sources_needing_line_order(con: duckdb.DuckDBPyConnection) -> set[int]:
+    """Sources read on the fast path (no line numbers) that hold records only line order can rank.
+
+    Those are duplicate identities with the same ``updated_at`` in one source, and duplicate
+    demographics in one source (the last one read wins): such sources are re-read on the
+    exact path, which numbers the lines. Duplicates across sources are ranked by source.
+    """
+    parts = []
+    for table, key in ((IDENTITY_STAGE, f"id, {_UPDATED}"), (DEMOGRAPHICS_STAGE, "identity_id")):
+        (duplicates,) = con.execute(f"SELECT count(*) - count(DISTINCT ({key})) FROM {table}").fetchall()[0]
+        if duplicates:  # the common case has none and skips the grouping below
+            parts.append(f"SELECT src FROM {table} WHERE line IS NULL GROUP BY src, {key} HAVING count(*) > 1")
+    if not parts:
+        return set()
+    rows = con.execute(f"SELECT DISTINCT src FROM ({' UNION ALL '.join(parts)})").fetchall()
+    return {int(src) for (src,) in rows}
+
+
 def select_winners(con: duckdb.DuckDBPyConnection, counts: ProjectionCounts) -> None:
     """Keep the latest record of each identity id (latest ``updated_at``; ties: latest read).
 
@@ -169,7 +190,7 @@ def select_winners(con: duckdb.DuckDBPyConnection, counts: ProjectionCounts) -> 
     """
     counts.identity_staged = _by_src(con, f"SELECT src, count(*) FROM {IDENTITY_STAGE} GROUP BY src")
     losers = _drop_duplicates(
-        con, IDENTITY_STAGE, "id", "TRY_CAST(updated_at AS TIMESTAMPTZ) DESC NULLS LAST, src DESC, rowid DESC"
+        con, IDENTITY_STAGE, "id", f"{_UPDATED} DESC NULLS LAST, src DESC, line DESC NULLS LAST"
     )
     if losers is not None:
         counts.embedded_duplicates = _by_src(
@@ -197,7 +218,7 @@ def stage_embedded_demographics(con: duckdb.DuckDBPyConnection, counts: Projecti
         f"""INSERT INTO {DEMOGRAPHICS_STAGE}
         SELECT src, line, id, {fields} FROM (
             SELECT src, line, id, from_json(demographics, {structure}) AS d FROM {IDENTITY_STAGE}
-            WHERE json_type(demographics) = 'OBJECT' ORDER BY src, rowid)"""
+            WHERE json_type(demographics) = 'OBJECT')"""
     )
 
 
@@ -219,7 +240,7 @@ def select_demographics(con: duckdb.DuckDBPyConnection, counts: ProjectionCounts
         f"""DELETE FROM {DEMOGRAPHICS_STAGE} d
         WHERE NOT EXISTS (SELECT 1 FROM {IDENTITY_STAGE} s WHERE s.id = d.identity_id)"""
     )
-    losers = _drop_duplicates(con, DEMOGRAPHICS_STAGE, "identity_id", "src DESC, rowid DESC")
+    losers = _drop_duplicates(con, DEMOGRAPHICS_STAGE, "identity_id", "src DESC, line DESC NULLS LAST")
     if losers is not None:
         con.execute(f"DELETE FROM {DEMOGRAPHICS_STAGE} WHERE rowid IN (SELECT _row FROM {losers})")
         con.execute(f"DROP TABLE {losers}")
@@ -242,24 +263,19 @@ def project(
     """Build the analytics table and the profile store from the selected records.
 
     One pass computes pseudonyms and categories, and keeps the raw value of each ``other``
-    (for the load report) in side columns that are then dropped. The analytics table has no
-    meaningful row order, so the pass runs without preserving one (it parallelises better).
+    (for the load report) in side columns that are then dropped.
     """
     ipad, opad = policy.hmac_pads()
     categories = ", ".join(f"{_category(d)} AS {d}" for d in DIMENSIONS)
     reported = ", ".join(f"left({_reported(d, vocabulary)}, {MAX_OTHER_VALUE_CHARS}) AS _raw_{d}" for d in DIMENSIONS)
     others = ", ".join(f"CASE WHEN {d} = '{OTHER}' THEN _raw_{d} END AS _other_{d}" for d in DIMENSIONS)
-    con.execute("SET preserve_insertion_order = false")
-    try:
-        con.execute(
-            f"""CREATE OR REPLACE TABLE {ANALYTICS_TABLE} AS
-            SELECT pseudonym, {", ".join(DIMENSIONS)}, {others} FROM (
-                SELECT sha256($opad || unhex(sha256($ipad || encode(id)))) AS pseudonym, {categories}, {reported}
-                FROM {_JOINED})""",
-            {"ipad": ipad, "opad": opad, "reference_date": reference_date},
-        )
-    finally:
-        con.execute("SET preserve_insertion_order = true")
+    con.execute(
+        f"""CREATE OR REPLACE TABLE {ANALYTICS_TABLE} AS
+        SELECT pseudonym, {", ".join(DIMENSIONS)}, {others} FROM (
+            SELECT sha256($opad || unhex(sha256($ipad || encode(id)))) AS pseudonym, {categories}, {reported}
+            FROM {_JOINED})""",
+        {"ipad": ipad, "opad": opad, "reference_date": reference_date},
+    )
     counts.other_values = _other_values(con)
     for dim in DIMENSIONS:
         con.execute(f"ALTER TABLE {ANALYTICS_TABLE} DROP COLUMN _other_{dim}")
