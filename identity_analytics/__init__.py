@@ -5,8 +5,11 @@ from identity_analytics.contracts import Demographics, Identity, Profile, Public
 from identity_analytics.dataset import Dataset
 from identity_analytics.errors import IdentityAnalyticsError, LoadError, NotFound, PrivacyError, SourceError
 from identity_analytics.load_report import LoadReport, SourceCounts
+from identity_analytics.overlap import OverlapTable
 from identity_analytics.policy import PrivacyPolicy, PseudonymKeyWarning
+from identity_analytics.profiles import ProfileStore
 from identity_analytics.risk import RiskReport
+from identity_analytics.segments import Segment, SegmentResult
 from identity_analytics.vocabulary import Vocabulary
 
 __version__ = "0.1.0"
@@ -20,12 +23,16 @@ __all__ = [
     "LoadError",
     "LoadReport",
     "NotFound",
+    "OverlapTable",
     "PrivacyError",
     "PrivacyPolicy",
     "Profile",
+    "ProfileStore",
     "PseudonymKeyWarning",
     "PublicProfile",
     "RiskReport",
+    "Segment",
+    "SegmentResult",
     "SourceCounts",
     "SourceError",
     "Vocabulary",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 #: Keys of an identity payload that are dropped on parse and never kept anywhere.
 DROPPED_IDENTITY_KEYS: frozenset[str] = frozenset({"credentials", "metadata_admin"})
@@ -42,15 +42,18 @@ class Name(_Open):
 
 
 class Traits(_Open):
-    """Identity traits; the Klustr schema's keys are typed, other schemas' keys are kept as-is."""
+    """Identity traits: the Klustr schema's keys always present (null when absent), other keys kept.
 
-    name: Name | str | None = None
-    birthdate: str | None = None
-    email: str | None = None
-    username: str | None = None
-    gender: str | None = None
-    citizenship: str | None = None
-    locale: str | None = None
+    Values are kept as the platform sends them (traits are schema-defined JSON).
+    """
+
+    name: Name | JsonValue = None
+    birthdate: JsonValue = None
+    email: JsonValue = None
+    username: JsonValue = None
+    gender: JsonValue = None
+    citizenship: JsonValue = None
+    locale: JsonValue = None
 
 
 class VerifiableAddress(_Open):
@@ -129,7 +132,7 @@ class Demographics(_Open):
 
 
 class ProfileMetadata(_Open):
-    picture: str | None = None
+    picture: JsonValue = None
 
 
 class Profile(BaseModel):

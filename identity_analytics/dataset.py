@@ -11,16 +11,26 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from identity_analytics.cohorts import CohortTable, compute_cohorts
-from identity_analytics.errors import LoadError
+from identity_analytics.cohorts import CohortTable, compute_cohorts, validate_filters
+from identity_analytics.errors import LoadError, PrivacyError
 from identity_analytics.load_report import LoadReport, SourceCounts
 from identity_analytics.loaders.formats import PathSpec
 from identity_analytics.loaders.http import RetryPolicy
 from identity_analytics.loaders.pipeline import load_files
 from identity_analytics.loaders.projection import ANALYTICS_TABLE, PROFILE_TABLE, create_enum_types, enum_type
 from identity_analytics.loaders.quarantine import QUARANTINE_SCHEMA
+from identity_analytics.overlap import OverlapTable, compute_overlap
 from identity_analytics.policy import PrivacyPolicy
+from identity_analytics.profiles import ProfileStore
 from identity_analytics.risk import RiskReport, compute_risk
+from identity_analytics.segments import (
+    ReleaseLedger,
+    Segment,
+    SegmentResult,
+    collect_minors,
+    population_sql,
+    segment_label,
+)
 from identity_analytics.vocabulary import DIMENSIONS, Vocabulary
 
 logger = logging.getLogger(__name__)
@@ -74,6 +84,7 @@ class Dataset:
         self._reference_date = reference_date
         self._load_report = load_report
         self._quarantine = quarantine
+        self._ledger = ReleaseLedger(con)
 
     # construction -------------------------------------------------------------------------
 
@@ -391,6 +402,48 @@ class Dataset:
             base=base,
             include_inactive=self._policy.include_inactive,
         )
+
+    # segments and profiles ------------------------------------------------------------------
+
+    def segment(self, segment: Segment) -> SegmentResult:
+        """Size a segment under the privacy rules (size below k -> suppressed, differencing refused)."""
+        validate_filters(segment.where, self._vocabulary)
+        population = population_sql(segment.where, self._policy.include_inactive)
+        (size,) = self._con.execute(f"SELECT count(*) FROM ({population})").fetchall()[0]
+        k = self._policy.k
+        if 0 < size < k:
+            return SegmentResult(segment, self, None, True)
+        self._ledger.check(population, size, k, f"the size of {segment_label(segment)}")
+        self._ledger.record(population, size, f"size of {segment_label(segment)}")
+        return SegmentResult(segment, self, int(size), False)
+
+    def _segment_members(self, segment: Segment, allow_minors: bool) -> pa.Table:
+        validate_filters(segment.where, self._vocabulary)
+        if not allow_minors:
+            ipad, opad = self._policy.hmac_pads()
+            collect_minors(self._con, ipad, opad, self._reference_date.isoformat())
+        population = population_sql(segment.where, self._policy.include_inactive, adults_only=not allow_minors)
+        (size,) = self._con.execute(f"SELECT count(*) FROM ({population})").fetchall()[0]
+        k = self._policy.k
+        if size < k:
+            raise PrivacyError(
+                f"refused: {segment_label(segment)} has fewer than k={k} members"
+                + ("" if allow_minors else " once minors are left out")
+                + "; member lists are released only for at least k members"
+            )
+        self._ledger.check(population, size, k, f"the member list of {segment_label(segment)}")
+        members = self._con.sql(f"SELECT pseudonym FROM ({population}) ORDER BY pseudonym").to_arrow_table()
+        self._ledger.record(population, size, f"member list of {segment_label(segment)}")
+        return members
+
+    def overlap(self, segments: Sequence[Segment]) -> OverlapTable:
+        """A protected table of the pairwise intersections of segments (sizes on the diagonal)."""
+        return compute_overlap(self._con, segments, self._vocabulary, self._policy.k, self._policy.include_inactive)
+
+    @property
+    def profiles(self) -> ProfileStore:
+        """Profile views (``get``, ``public``, ``table``) from the same loaded data."""
+        return ProfileStore(self._con, self._policy)
 
     def risk(self, quasi_identifiers: Sequence[str], sensitive: str | None = None, k: int | None = None) -> RiskReport:
         """k-anonymity of the counted identities over ``quasi_identifiers``; l-diversity of ``sensitive``."""

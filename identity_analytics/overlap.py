@@ -1,0 +1,118 @@
+"""Pairwise overlaps of segments, protected against small counts and differences.
+
+For segments A and B the table publishes |A| (diagonal) and |A ∩ B|. From those an attacker
+also knows |A \\ B| = |A| - |A ∩ B|, so an intersection is published only when it and both
+differences it reveals are 0 or at least k; a size is published only when it is 0 or at
+least k.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyarrow as pa
+
+from identity_analytics.cohorts import COUNTED_STATES, _in_list, validate_filters
+from identity_analytics.loaders.projection import ANALYTICS_TABLE
+from identity_analytics.segments import Segment
+from identity_analytics.vocabulary import Vocabulary
+
+if TYPE_CHECKING:
+    import duckdb
+    import pandas as pd
+
+
+def _small(value: int, k: int) -> bool:
+    return 0 < value < k
+
+
+@dataclass(frozen=True)
+class OverlapTable:
+    """Protected pairwise intersections; ``counts[i, j]`` is meaningless where ``suppressed``."""
+
+    names: tuple[str, ...]
+    k: int
+    counts: np.ndarray
+    suppressed: np.ndarray
+    sql: str
+
+    def to_arrow(self) -> pa.Table:
+        """Long form: ``segment_a``, ``segment_b``, ``count`` (null when suppressed), ``suppressed``."""
+        n = len(self.names)
+        pairs = [(i, j) for i in range(n) for j in range(n)]
+        return pa.table(
+            {
+                "segment_a": [self.names[i] for i, _ in pairs],
+                "segment_b": [self.names[j] for _, j in pairs],
+                "count": pa.array(
+                    [int(self.counts[i, j]) for i, j in pairs],
+                    pa.int64(),
+                    mask=np.array([self.suppressed[i, j] for i, j in pairs], dtype=bool),
+                ),
+                "suppressed": [bool(self.suppressed[i, j]) for i, j in pairs],
+            }
+        )
+
+    def to_pandas(self) -> pd.DataFrame:
+        """Square form: rows and columns are the segments; suppressed cells are ``<NA>``."""
+        import pandas as pd
+
+        frame = pd.DataFrame(self.counts, index=list(self.names), columns=list(self.names)).astype("Int64")
+        return frame.mask(self.suppressed)
+
+    def _repr_html_(self) -> str:
+        head = "".join(f"<th>{html.escape(n)}</th>" for n in self.names)
+        rows = []
+        for i, name in enumerate(self.names):
+            cells = "".join(
+                '<td title="suppressed">·</td>' if self.suppressed[i, j] else f"<td>{int(self.counts[i, j]):,}</td>"
+                for j in range(len(self.names))
+            )
+            rows.append(f"<tr><th>{html.escape(name)}</th>{cells}</tr>")
+        return f"<table><caption>segment overlaps, k={self.k}</caption><tr><th></th>{head}</tr>{''.join(rows)}</table>"
+
+
+def _condition(segment: Segment) -> str:
+    clauses = [f"{dim} IN ({_in_list(values)})" for dim, values in segment.where.items()]
+    return " AND ".join(clauses) if clauses else "TRUE"
+
+
+def compute_overlap(
+    con: duckdb.DuckDBPyConnection, segments: Sequence[Segment], vocabulary: Vocabulary, k: int, include_inactive: bool
+) -> OverlapTable:
+    """Every pairwise intersection in one aggregation query, then protection."""
+    if len(segments) < 2:
+        raise ValueError("give at least two segments to overlap")
+    names = tuple(s.name for s in segments)
+    if len(set(names)) != len(names):
+        raise ValueError(f"segment names must be distinct, got {list(names)}")
+    for segment in segments:
+        validate_filters(segment.where, vocabulary)
+    n = len(segments)
+    flags = ", ".join(f"({_condition(s)}) AS m{i}" for i, s in enumerate(segments))
+    pairs = [(i, j) for i in range(n) for j in range(i, n)]
+    sums = ", ".join(f"count(*) FILTER (WHERE m{i} AND m{j})" for i, j in pairs)
+    where = "" if include_inactive else f"WHERE state IN ({_in_list(COUNTED_STATES)})"
+    sql = f"SELECT {sums} FROM (SELECT {flags} FROM {ANALYTICS_TABLE} {where})"
+    values = con.execute(sql).fetchall()[0]
+    counts = np.zeros((n, n), dtype=np.int64)
+    for (i, j), value in zip(pairs, values, strict=True):
+        counts[i, j] = counts[j, i] = int(value)
+    sizes = [int(v) for v in np.diag(counts)]
+    size_hidden = [_small(v, k) for v in sizes]
+    suppressed = np.zeros((n, n), dtype=bool)
+    for i in range(n):
+        for j in range(n):
+            if i == j:
+                suppressed[i, j] = bool(size_hidden[i])
+                continue
+            x = int(counts[i, j])
+            reveals_small_difference = (not size_hidden[i] and _small(sizes[i] - x, k)) or (
+                not size_hidden[j] and _small(sizes[j] - x, k)
+            )
+            suppressed[i, j] = bool(_small(x, k) or reveals_small_difference)
+    return OverlapTable(names, k, counts, suppressed, sql)

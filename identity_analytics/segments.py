@@ -1,0 +1,171 @@
+"""Audience segments: named predicates over dimensions, sized and exported under the privacy rules.
+
+A segment's size below k is reported as suppressed; its member list (pseudonyms only) is
+released only for at least k members, without minors unless the caller opts in. Within a
+Dataset, every released size or member list is remembered, and a request whose population
+differs from an earlier released one by fewer than k people (but not zero) is refused: the
+difference of the two answers would single those people out.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from identity_analytics.cohorts import CohortTable, filter_sql
+from identity_analytics.errors import PrivacyError
+from identity_analytics.loaders.projection import ANALYTICS_TABLE, PROFILE_TABLE
+from identity_analytics.vocabulary import DIMENSIONS
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from identity_analytics.dataset import Dataset
+
+#: Members younger than this (by birthdate) are left out of member lists unless allowed.
+MINIMUM_MEMBER_AGE = 16
+MINOR_BAND = "_0_to_14"
+
+
+class Segment(BaseModel):
+    """A named audience: identities whose dimensions take one of the listed categories.
+
+    ``where`` maps dimensions to accepted categories (``undetermined`` and ``other``
+    included); an empty ``where`` is everyone counted. Saved as JSON or YAML.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1)
+    where: dict[str, list[str]] = Field(default_factory=dict)
+    description: str | None = None
+
+    @field_validator("where")
+    @classmethod
+    def _known_dimensions(cls, where: dict[str, list[str]]) -> dict[str, list[str]]:
+        unknown = [d for d in where if d not in DIMENSIONS]
+        if unknown:
+            raise ValueError(f"unknown dimension(s) {unknown}; the dimensions are {list(DIMENSIONS)}")
+        empty = [d for d, values in where.items() if not values]
+        if empty:
+            raise ValueError(f"where{empty} lists no category; give at least one")
+        return where
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2, exclude_none=True)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(exclude_none=True), sort_keys=False, allow_unicode=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Segment:
+        return cls.model_validate_json(text)
+
+    @classmethod
+    def from_yaml(cls, text: str) -> Segment:
+        return cls.model_validate(yaml.safe_load(text))
+
+    def save(self, path: str | Path) -> Path:
+        """Write the segment as YAML (``.yaml``/``.yml``) or JSON (any other suffix)."""
+        path = Path(path)
+        path.write_text(self.to_yaml() if path.suffix in (".yaml", ".yml") else self.to_json() + "\n", "utf-8")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Segment:
+        """Read a segment saved as YAML or JSON."""
+        path = Path(path)
+        text = path.read_text("utf-8")
+        return cls.from_yaml(text) if path.suffix in (".yaml", ".yml") else cls.from_json(text)
+
+
+@dataclass
+class ReleaseLedger:
+    """Populations released so far from one Dataset (sizes and member lists), in DuckDB."""
+
+    con: duckdb.DuckDBPyConnection
+    sizes: dict[int, int] = field(default_factory=dict)
+    labels: dict[int, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.con.execute("CREATE TEMP TABLE IF NOT EXISTS _released (release INTEGER, pseudonym VARCHAR)")
+
+    def check(self, population: str, size: int, k: int, what: str) -> None:
+        """Refuse a release whose population differs from an earlier one by 1 to k-1 people."""
+        if not self.sizes:
+            return
+        overlaps = dict(
+            self.con.execute(
+                f"SELECT release, count(*) FROM _released JOIN ({population}) USING (pseudonym) GROUP BY release"
+            ).fetchall()
+        )
+        for release, released_size in self.sizes.items():
+            difference = released_size + size - 2 * overlaps.get(release, 0)
+            if 0 < difference < k:
+                raise PrivacyError(
+                    f"refused: {what} would differ from the earlier released {self.labels[release]} by "
+                    f"fewer than k={k} people, so the two answers together would single them out"
+                )
+
+    def record(self, population: str, size: int, label: str) -> None:
+        release = len(self.sizes)
+        self.con.execute(f"INSERT INTO _released SELECT {release}, pseudonym FROM ({population})")
+        self.sizes[release] = size
+        self.labels[release] = label
+
+
+@dataclass
+class SegmentResult:
+    """A segment evaluated on a Dataset: its protected size, breakdowns and member list."""
+
+    segment: Segment
+    dataset: Dataset = field(repr=False)
+    size: int | None
+    suppressed: bool
+
+    def breakdown(self, by: Sequence[str] | str, **kwargs: Any) -> CohortTable:
+        """A protected cohort table of the segment's members by other dimensions."""
+        return self.dataset.cohorts(by, where=self.segment.where, **kwargs)
+
+    def members(self, allow_minors: bool = False) -> pa.Table:
+        """The members' pseudonyms (one column, ``pseudonym``), sorted.
+
+        Raises :class:`PrivacyError` below k members. The ``_0_to_14`` age band and anyone
+        under 16 by birthdate (at the Dataset's reference date) are left out unless
+        ``allow_minors=True``.
+        """
+        return self.dataset._segment_members(self.segment, allow_minors)
+
+
+def population_sql(where: Mapping[str, Sequence[str]], include_inactive: bool, *, adults_only: bool = False) -> str:
+    """SQL listing the pseudonyms of a segment's population; ``adults_only`` needs ``_minors``."""
+    sql = f"SELECT pseudonym FROM {ANALYTICS_TABLE} {filter_sql(where, include_inactive)}"
+    if not adults_only:
+        return sql
+    joiner = "AND" if "WHERE" in sql else "WHERE"
+    return f"{sql} {joiner} age <> '{MINOR_BAND}' AND pseudonym NOT IN (SELECT pseudonym FROM _minors)"
+
+
+def collect_minors(con: duckdb.DuckDBPyConnection, ipad: bytes, opad: bytes, reference_date: str) -> None:
+    """Table ``_minors``: pseudonyms of profiles younger than 16 by birthdate at the reference date."""
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _minors AS
+        SELECT sha256($opad || unhex(sha256($ipad || encode(id)))) AS pseudonym FROM {PROFILE_TABLE}
+        WHERE date_sub('year', TRY_CAST(json_extract_string(traits, '$.birthdate') AS DATE), DATE '{reference_date}')
+              < {MINIMUM_MEMBER_AGE}""",
+        {"ipad": ipad, "opad": opad},
+    )
+
+
+def segment_label(segment: Segment) -> str:
+    return f"segment {segment.name!r} ({json.dumps(segment.where, sort_keys=True)})"
+
+
+__all__ = ["ReleaseLedger", "Segment", "SegmentResult", "collect_minors", "population_sql"]

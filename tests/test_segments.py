@@ -1,0 +1,167 @@
+"""Segments: definitions, protected sizes, member lists, minors, differencing guard, overlaps."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import identity_analytics as ia
+from identity_analytics.vocabulary import DIMENSIONS
+from tests.conftest import REFERENCE_DATE, write_lines
+
+POLICY = ia.PrivacyPolicy(pseudonym_key=b"segment-tests")
+BASE = {d: "undetermined" for d in DIMENSIONS} | {"state": "active"}
+
+
+def _dataset(rows: Iterable[dict[str, str]], policy: ia.PrivacyPolicy = POLICY) -> ia.Dataset:
+    schema = pa.schema([(c, pa.string()) for c in ("pseudonym", *DIMENSIONS)])
+    records = [{"pseudonym": POLICY.pseudonym(str(i)), **BASE, **r} for i, r in enumerate(rows)]
+    return ia.Dataset.from_arrow(pa.Table.from_pylist(records, schema=schema), policy=policy)
+
+
+def test_segments_round_trip_through_json_and_yaml(tmp_path: Path) -> None:
+    segment = ia.Segment(
+        name="young-parents", where={"age": ["_25_to_34"], "parental_status": ["parent"]}, description="d"
+    )
+    for name in ("s.json", "s.yaml"):
+        assert ia.Segment.load(segment.save(tmp_path / name)) == segment
+    assert "parental_status:" in segment.to_yaml()
+
+
+def test_unknown_dimension_or_category_is_a_clear_error(fixture_dataset: ia.Dataset) -> None:
+    with pytest.raises(ValueError, match="unknown dimension.*'eyes'"):
+        ia.Segment(name="x", where={"eyes": ["blue"]})
+    with pytest.raises(ValueError, match=r"unknown age value\(s\) \['old'\].*'_65_plus'"):
+        fixture_dataset.segment(ia.Segment(name="x", where={"age": ["old"]}))
+
+
+def test_size_is_exact_or_suppressed_below_k() -> None:
+    ds = _dataset([{"gender": "female"}] * 12 + [{"gender": "male"}] * 3)
+    big = ds.segment(ia.Segment(name="f", where={"gender": ["female"]}))
+    small = ds.segment(ia.Segment(name="m", where={"gender": ["male"]}))
+    none = ds.segment(ia.Segment(name="nb", where={"gender": ["non_binary"]}))
+    assert (big.size, big.suppressed) == (12, False)
+    assert (small.size, small.suppressed) == (None, True)
+    assert (none.size, none.suppressed) == (0, False)
+
+
+def test_inactive_identities_are_not_counted() -> None:
+    ds = _dataset([{"gender": "female"}] * 12 + [{"gender": "female", "state": "inactive"}] * 5)
+    assert ds.segment(ia.Segment(name="f", where={"gender": ["female"]})).size == 12
+
+
+def test_members_are_pseudonyms_and_refused_below_k() -> None:
+    ds = _dataset([{"gender": "female", "age": "_35_to_44"}] * 12 + [{"gender": "male", "age": "_35_to_44"}] * 3)
+    members = ds.segment(ia.Segment(name="f", where={"gender": ["female"]})).members()
+    assert members.column_names == ["pseudonym"] and members.num_rows == 12
+    assert set(members.column("pseudonym").to_pylist()) == {POLICY.pseudonym(str(i)) for i in range(12)}
+    with pytest.raises(ia.PrivacyError, match="fewer than k=10 members"):
+        ds.segment(ia.Segment(name="m", where={"gender": ["male"]})).members()
+
+
+def test_members_leave_out_minors_unless_asked(tmp_path: Path, policy: ia.PrivacyPolicy) -> None:
+    lines = [f'{{"id": "adult-{i}", "traits": {{"birthdate": "1990-01-01", "locale": "fr"}}}}' for i in range(12)]
+    lines += [f'{{"id": "teen-{i}", "traits": {{"birthdate": "2011-06-01", "locale": "fr"}}}}' for i in range(10)]
+    lines += [f'{{"id": "kid-{i}", "traits": {{"birthdate": "2019-06-01", "locale": "fr"}}}}' for i in range(10)]
+    ds = ia.Dataset.from_files(
+        write_lines(tmp_path / "ids.ndjson", lines), policy=policy, reference_date=REFERENCE_DATE
+    )
+    segment = ia.Segment(name="fr", where={"locale": ["fr"]})
+    adults = set(ds.segment(segment).members().column("pseudonym").to_pylist())
+    assert adults == {policy.pseudonym(f"adult-{i}") for i in range(12)}  # 15-year-olds are in _15_to_24 but under 16
+    everyone = ia.Dataset.from_files(
+        write_lines(tmp_path / "ids2.ndjson", lines), policy=policy, reference_date=REFERENCE_DATE
+    )
+    assert everyone.segment(segment).members(allow_minors=True).num_rows == 32
+
+
+def test_differencing_by_fewer_than_k_people_is_refused() -> None:
+    rows = [{"age": "_25_to_34", "citizenship": "FR"}] * 30 + [{"age": "_25_to_34", "citizenship": "IS"}]
+    ds = _dataset(rows)
+    everyone = ia.Segment(name="all", where={"age": ["_25_to_34"]})
+    all_but_one = ia.Segment(name="all-but-IS", where={"age": ["_25_to_34"], "citizenship": ["FR"]})
+    assert ds.segment(everyone).size == 31
+    with pytest.raises(ia.PrivacyError, match="earlier released size of segment 'all' .* by fewer than k=10 people"):
+        ds.segment(all_but_one)
+    assert ds.segment(everyone).size == 31  # the same population again reveals nothing new
+    assert ds.segment(everyone).members().num_rows == 31
+    with pytest.raises(ia.PrivacyError, match="the member list of segment 'all-but-IS'"):
+        ia.SegmentResult(all_but_one, ds, None, True).members()
+
+
+def test_differences_of_at_least_k_are_allowed() -> None:
+    ds = _dataset([{"income": "low"}] * 20 + [{"income": "high"}] * 10)
+    assert ds.segment(ia.Segment(name="all", where={})).size == 30
+    assert ds.segment(ia.Segment(name="low", where={"income": ["low"]})).size == 20
+    assert ds.segment(ia.Segment(name="low", where={"income": ["low"]})).members().num_rows == 20
+
+
+def test_breakdown_is_a_protected_cohort_table(fixture_dataset: ia.Dataset) -> None:
+    result = fixture_dataset.segment(ia.Segment(name="parents", where={"parental_status": ["parent"]}))
+    table = result.breakdown(["age", "gender"])
+    assert isinstance(table, ia.CohortTable) and table.total == result.size
+    counts = [c for c in table.to_arrow().column("count").to_pylist() if c is not None]
+    assert all(c == 0 or c >= 10 for c in counts)
+
+
+def test_overlap_hides_small_intersections_and_small_differences() -> None:
+    rows = [{"income": "low", "gender": "female"}] * 25 + [{"income": "low", "gender": "male"}] * 3
+    rows += [{"income": "high", "gender": "male"}] * 15
+    ds = _dataset(rows)
+    low = ia.Segment(name="low", where={"income": ["low"]})
+    female = ia.Segment(name="female", where={"gender": ["female"]})
+    men = ia.Segment(name="men", where={"gender": ["male"]})
+    table = ds.overlap([low, female, men])
+    frame = table.to_pandas()
+    assert frame.loc["low", "low"] == 28 and frame.loc["men", "men"] == 18
+    assert frame.isna().loc["low", "female"]  # 25 published would reveal low-and-not-female = 3
+    assert frame.isna().loc["low", "men"]  # 3 < k
+    assert frame.loc["female", "men"] == 0
+    long = table.to_arrow()
+    assert long.num_rows == 9 and long.column("suppressed").to_pylist().count(True) == 4
+
+
+rows_strategy = st.lists(
+    st.fixed_dictionaries(
+        {
+            "age": st.sampled_from(["_25_to_34", "_35_to_44", "undetermined"]),
+            "gender": st.sampled_from(["male", "female"]),
+            "income": st.sampled_from(["low", "high", "other"]),
+        }
+    ),
+    max_size=60,
+)
+where_strategy = st.dictionaries(
+    st.sampled_from(["age", "gender", "income"]),
+    st.lists(
+        st.sampled_from(["_25_to_34", "_35_to_44", "undetermined", "male", "female", "low", "high", "other"]),
+        min_size=1,
+        max_size=3,
+        unique=True,
+    ),
+    max_size=2,
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=rows_strategy, wheres=st.lists(where_strategy, min_size=1, max_size=5))
+def test_no_released_size_in_open_zero_k(rows: list[dict[str, str]], wheres: list[dict[str, list[str]]]) -> None:
+    ds = _dataset(rows)
+    vocabulary = ds.vocabulary
+    for n, where in enumerate(wheres):
+        where = {d: [v for v in values if v in vocabulary.categories(d)] for d, values in where.items()}
+        where = {d: v for d, v in where.items() if v}
+        try:
+            result = ds.segment(ia.Segment(name=f"s{n}", where=where))
+        except ia.PrivacyError:
+            continue
+        truth = sum(all(r[d] in v for d, v in where.items()) for r in rows)
+        if result.suppressed:
+            assert result.size is None and 0 < truth < 10
+        else:
+            assert result.size == truth and not 0 < truth < 10
