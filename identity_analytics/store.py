@@ -53,6 +53,7 @@ def save_store(dataset: Dataset, path: Path, *, overwrite: bool) -> Path:
             raise FileExistsError(f"{path} exists and is not a store; refusing to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    work.chmod(0o755)  # mkdtemp makes it private; a store is meant to be shared
     try:
         con = dataset.connection
         con.execute(f"COPY {ANALYTICS_TABLE} TO {_literal(work / _FILES['identities'])} (FORMAT parquet)")

@@ -1,0 +1,334 @@
+"""The ``identity-analytics`` command line: pull, load, report, segment, profile, risk.
+
+Exit codes: 0 success, 2 bad input or config, 3 refused by a privacy rule, 4 a source failed
+after retries. Errors are one line on stderr naming the file or option; ``--debug`` shows the
+traceback. The pseudonym key comes from ``IDENTITY_ANALYTICS_PSEUDONYM_KEY``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+import identity_analytics as ia
+from identity_analytics.loaders.http import RetryPolicy
+from identity_analytics.report import CohortSpec, ConfigError, InputSpec, ReportConfig, write_report
+
+EXIT_OK, EXIT_BAD_INPUT, EXIT_PRIVACY, EXIT_SOURCE, EXIT_INTERNAL = 0, 2, 3, 4, 1
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Privacy-safe demographics analytics.")
+pull_app = typer.Typer(no_args_is_help=True, help="Pull identities from the identity platform into a store.")
+app.add_typer(pull_app, name="pull")
+out = Console()
+err = Console(stderr=True)
+_state = {"debug": False}
+T = TypeVar("T")
+
+IdentitiesOpt = Annotated[
+    list[Path] | None, typer.Option("--identities", help="identities file(s) (NDJSON, JSON, Parquet; gzip)")
+]
+DemographicsOpt = Annotated[list[Path] | None, typer.Option("--demographics", help="demographics file(s)")]
+StoreOpt = Annotated[Path | None, typer.Option("--store", help="a store written by load/pull")]
+KOpt = Annotated[int | None, typer.Option("--k", min=2, help="smallest publishable count (default 10)")]
+DateOpt = Annotated[str | None, typer.Option("--reference-date", help="YYYY-MM-DD at which birthdates become ages")]
+AttemptsOpt = Annotated[int, typer.Option("--attempts", min=1, help="attempts per request before giving up")]
+
+
+def _fail(code: int, message: str) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _run(action: Callable[[], T]) -> T:
+    """Run a command body, mapping library errors to one-line messages and exit codes."""
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = action()
+        for warning in caught:
+            err.print(f"[yellow]warning:[/] {warning.message}", highlight=False, soft_wrap=True)
+        return result
+    except typer.Exit:
+        raise
+    except Exception as error:
+        if _state["debug"]:
+            raise
+        if isinstance(error, ia.PrivacyError):
+            _fail(EXIT_PRIVACY, str(error))
+        if isinstance(error, ia.SourceError):
+            _fail(EXIT_SOURCE, str(error))
+        if isinstance(error, ValidationError):
+            first = error.errors()[0]
+            where = ".".join(map(str, first["loc"]))
+            message = first["msg"].removeprefix("Value error, ")
+            _fail(EXIT_BAD_INPUT, f"{where}: {message}" if where else message)
+        if isinstance(error, ia.LoadError | ConfigError | ValueError | ia.NotFound | OSError):
+            _fail(EXIT_BAD_INPUT, str(error))
+        _fail(EXIT_INTERNAL, f"internal error ({type(error).__name__}); rerun with --debug and report it")
+
+
+def _date(text: str | None) -> datetime.date | None:
+    if text is None:
+        return None
+    try:
+        return datetime.date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"--reference-date {text!r} is not a YYYY-MM-DD date") from None
+
+
+def _policy(k: int | None = None, include_inactive: bool = False) -> ia.PrivacyPolicy:
+    return ia.PrivacyPolicy(k=k or 10, include_inactive=include_inactive)
+
+
+def _dataset(
+    identities: list[Path] | None, demographics: list[Path] | None, store: Path | None, policy: ia.PrivacyPolicy,
+    reference_date: datetime.date | None,
+) -> ia.Dataset:  # fmt: skip
+    if bool(identities) == bool(store):
+        raise ValueError("give either --identities (with optional --demographics) or --store")
+    if store is not None:
+        if demographics:
+            raise ValueError("--demographics goes with --identities, not with --store")
+        return ia.Dataset.open(store, policy=policy)
+    assert identities is not None
+    return ia.Dataset.from_files(identities, demographics or None, policy=policy, reference_date=reference_date)
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="show tracebacks and debug logs")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log progress to stderr")] = False,
+) -> None:
+    _state["debug"] = debug
+    if debug or verbose:
+        logging.basicConfig(
+            level=logging.DEBUG if debug else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+        )
+
+
+@app.command()
+def load(
+    identities: IdentitiesOpt = None,
+    demographics: DemographicsOpt = None,
+    store: Annotated[Path, typer.Option("--store", help="where to write the store")] = Path("store"),
+    strict: Annotated[bool, typer.Option(help="stop at the first bad record")] = False,
+    reference_date: DateOpt = None,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing store")] = False,
+) -> None:
+    """Load identity (and demographics) files into a Parquet store."""
+
+    def body() -> None:
+        if not identities:
+            raise ValueError("give at least one --identities file")
+        ds = ia.Dataset.from_files(
+            identities, demographics or None, policy=_policy(), reference_date=_date(reference_date), strict=strict
+        )
+        ds.save(store, overwrite=overwrite)
+        out.print(str(ds.load_report), highlight=False)
+        out.print(f"store written to {store}", highlight=False)
+
+    _run(body)
+
+
+@pull_app.command("kratos")
+def pull_kratos(
+    url: Annotated[str, typer.Argument(help="Kratos admin API base URL")],
+    store: Annotated[Path, typer.Option("--store", help="where to write the store")],
+    api_key_env: Annotated[
+        str, typer.Option(help="environment variable holding the API key (if any)")
+    ] = "KRATOS_API_KEY",
+    page_size: Annotated[int, typer.Option(min=1, max=500)] = 250,
+    organization_id: Annotated[str | None, typer.Option()] = None,
+    checkpoint: Annotated[Path | None, typer.Option(help="checkpoint file: a rerun resumes a killed pull")] = None,
+    allow_insecure: Annotated[bool, typer.Option(help="allow plain http to a non-loopback host")] = False,
+    attempts: AttemptsOpt = 8,
+    reference_date: DateOpt = None,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing store")] = False,
+) -> None:
+    """Pull every identity from the Kratos admin API into a store."""
+
+    def body() -> None:
+        ds = ia.Dataset.from_kratos(
+            url, api_key=os.environ.get(api_key_env) or None, policy=_policy(), page_size=page_size,
+            organization_id=organization_id, checkpoint=checkpoint, allow_insecure=allow_insecure,
+            reference_date=_date(reference_date), retry=RetryPolicy(attempts=attempts),
+        )  # fmt: skip
+        ds.save(store, overwrite=overwrite)
+        out.print(str(ds.load_report), highlight=False)
+
+    _run(body)
+
+
+@pull_app.command("klustr")
+def pull_klustr(
+    url: Annotated[str, typer.Argument(help="Klustr gateway base URL")],
+    tokens: Annotated[Path, typer.Option("--tokens", help="file with one user token per line")],
+    store: Annotated[Path, typer.Option("--store", help="where to write the store")],
+    concurrency: Annotated[int, typer.Option(min=1, max=256)] = 16,
+    checkpoint: Annotated[Path | None, typer.Option(help="checkpoint file: a rerun resumes a killed pull")] = None,
+    allow_insecure: Annotated[bool, typer.Option(help="allow plain http to a non-loopback host")] = False,
+    attempts: AttemptsOpt = 8,
+    reference_date: DateOpt = None,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing store")] = False,
+) -> None:
+    """Pull each user's identity and demographics from the Klustr gateway into a store."""
+
+    def body() -> None:
+        token_list = [t.strip() for t in tokens.read_text("utf-8").splitlines() if t.strip()]
+        ds = ia.Dataset.from_klustr(
+            url, token_list, policy=_policy(), concurrency=concurrency, checkpoint=checkpoint,
+            allow_insecure=allow_insecure, reference_date=_date(reference_date), retry=RetryPolicy(attempts=attempts),
+        )  # fmt: skip
+        ds.save(store, overwrite=overwrite)
+        out.print(str(ds.load_report), highlight=False)
+
+    _run(body)
+
+
+@app.command()
+def report(
+    out_dir: Annotated[Path, typer.Option("--out", help="report directory (written atomically)")],
+    config: Annotated[Path | None, typer.Option("--config", help="report.toml")] = None,
+    identities: IdentitiesOpt = None,
+    demographics: DemographicsOpt = None,
+    store: StoreOpt = None,
+    by: Annotated[
+        list[str] | None, typer.Option("--by", help="dimensions of one table, comma-separated; repeatable")
+    ] = None,
+    k: KOpt = None,
+    reference_date: DateOpt = None,
+) -> None:
+    """Cohort tables (CSV, Parquet, JSON), report.html and audit.json, from flags or a config."""
+
+    def body() -> None:
+        if config is not None:
+            if identities or demographics or store or by:
+                raise ValueError("give either --config or the input and --by flags, not both")
+            settings = ReportConfig.from_toml(config)
+            if k is not None or reference_date is not None:
+                settings = settings.model_copy(
+                    update={"k": k or settings.k, "reference_date": _date(reference_date) or settings.reference_date}
+                )
+        else:
+            if not by:
+                raise ValueError("give --by (e.g. --by age,income,parental_status) or --config")
+            if bool(identities) == bool(store):
+                raise ValueError("give either --identities (with optional --demographics) or --store")
+            tables = [
+                CohortSpec(name="_x_".join(dims), by=dims) for dims in ([d.strip() for d in b.split(",")] for b in by)
+            ]
+            settings = ReportConfig(
+                input=InputSpec(
+                    identities=[str(p) for p in identities or []],
+                    demographics=[str(p) for p in demographics or []],
+                    store=str(store) if store else None,
+                ),
+                k=k or 10,
+                reference_date=_date(reference_date),
+                cohorts=tables,
+            )
+        spec = settings.input
+        policy = _policy(settings.k, settings.include_inactive)
+        ds = _dataset(
+            [Path(p) for p in spec.identities], [Path(p) for p in spec.demographics],
+            Path(spec.store) if spec.store else None, policy, settings.reference_date,
+        )  # fmt: skip
+        inputs = [*spec.identities, *spec.demographics, *([spec.store] if spec.store else [])]
+        written = write_report(ds, settings, out_dir, inputs)
+        out.print(f"report written to {written}", highlight=False)
+
+    _run(body)
+
+
+@app.command()
+def segment(
+    definition: Annotated[Path, typer.Argument(help="segment file (.yaml or .json)")],
+    identities: IdentitiesOpt = None,
+    demographics: DemographicsOpt = None,
+    store: StoreOpt = None,
+    breakdown: Annotated[list[str] | None, typer.Option("--breakdown", help="dimensions, comma-separated")] = None,
+    members: Annotated[Path | None, typer.Option("--members", help="write the member pseudonyms to this CSV")] = None,
+    allow_minors: Annotated[bool, typer.Option(help="include minors in the member list")] = False,
+    k: KOpt = None,
+    reference_date: DateOpt = None,
+) -> None:
+    """Size a segment; optionally break it down and export its member pseudonyms."""
+
+    def body() -> None:
+        seg = ia.Segment.load(definition)
+        ds = _dataset(identities, demographics, store, _policy(k), _date(reference_date))
+        result = ds.segment(seg)
+        out.print(
+            f"segment {seg.name}: {'suppressed (fewer than k)' if result.suppressed else f'{result.size:,}'}",
+            highlight=False,
+        )
+        for dims in breakdown or []:
+            out.print(str(result.breakdown([d.strip() for d in dims.split(",")])), highlight=False)
+        if members is not None:
+            result.members(allow_minors=allow_minors).to_pandas().to_csv(members, index=False)
+            out.print(f"member pseudonyms written to {members}", highlight=False)
+
+    _run(body)
+
+
+@app.command()
+def profile(
+    identity_id: Annotated[str, typer.Argument(help="identity id")],
+    identities: IdentitiesOpt = None,
+    demographics: DemographicsOpt = None,
+    store: StoreOpt = None,
+    public: Annotated[bool, typer.Option(help="the public profile")] = False,
+) -> None:
+    """Print a profile (or public profile) as JSON."""
+
+    def body() -> None:
+        ds = _dataset(identities, demographics, store, _policy(), None)
+        view = ds.profiles.public(identity_id) if public else ds.profiles.get(identity_id)
+        sys.stdout.write(json.dumps(view.to_json_dict(), indent=2, ensure_ascii=False) + "\n")
+
+    _run(body)
+
+
+@app.command()
+def risk(
+    qi: Annotated[str, typer.Option("--qi", help="quasi-identifiers, comma-separated")],
+    sensitive: Annotated[str | None, typer.Option(help="sensitive attribute for l-diversity")] = None,
+    identities: IdentitiesOpt = None,
+    demographics: DemographicsOpt = None,
+    store: StoreOpt = None,
+    k: KOpt = None,
+    reference_date: DateOpt = None,
+) -> None:
+    """k-anonymity of quasi-identifiers and l-diversity of a sensitive attribute."""
+
+    def body() -> None:
+        ds = _dataset(identities, demographics, store, _policy(k), _date(reference_date))
+        result = ds.risk([q.strip() for q in qi.split(",")], sensitive=sensitive)
+        out.print(str(result), highlight=False)
+        table = Table("class size", "classes", "records")
+        for size, classes in sorted(result.class_sizes.items())[:20]:
+            table.add_row(str(size), f"{classes:,}", f"{size * classes:,}")
+        out.print(table)
+
+    _run(body)
+
+
+def main() -> Any:
+    """Entry point of the ``identity-analytics`` command."""
+    return app()
+
+
+if __name__ == "__main__":
+    main()

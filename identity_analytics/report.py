@@ -1,0 +1,341 @@
+"""Batch reports: a config in; cohort tables (CSV, Parquet, JSON), report.html and audit.json out.
+
+The output directory is written atomically: everything goes into a temporary sibling
+directory that is renamed into place at the end, so a run killed mid-write leaves the
+previous report (or nothing), never half a report. ``audit.json`` lets a second person verify
+the release: inputs with their sha256, parameters, every table's cells and suppressions with
+reasons, the attacker-interval audit, and the load report counts.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+import html
+import io
+import json
+import shutil
+import tempfile
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from identity_analytics.cohorts import PROTECT_MODES, CohortTable
+from identity_analytics.dataset import Dataset
+from identity_analytics.segments import Segment
+from identity_analytics.vocabulary import DIMENSIONS
+
+
+class ConfigError(ValueError):
+    """The report configuration is invalid; the message names the file and the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CohortSpec(_Strict):
+    """One cohort table of the report."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="file-name-safe table name")
+    by: list[str] = Field(min_length=1, max_length=4)
+    where: dict[str, list[str]] = Field(default_factory=dict)
+    k: int | None = Field(default=None, ge=2)
+    margins: bool = True
+    protect: str = "suppress"
+    base: int | None = Field(default=None, ge=1)
+
+    @field_validator("by")
+    @classmethod
+    def _dimensions(cls, by: list[str]) -> list[str]:
+        unknown = [d for d in by if d not in DIMENSIONS]
+        if unknown:
+            raise ValueError(f"unknown dimension(s) {unknown}; the dimensions are {list(DIMENSIONS)}")
+        return by
+
+    @field_validator("protect")
+    @classmethod
+    def _protect(cls, protect: str) -> str:
+        if protect not in PROTECT_MODES:
+            raise ValueError(f"protect must be one of {list(PROTECT_MODES)}")
+        return protect
+
+
+class SegmentSpec(_Strict):
+    """A segment of the report: its size and optional breakdowns."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    where: dict[str, list[str]] = Field(default_factory=dict)
+    description: str | None = None
+    breakdown: list[str] = Field(default_factory=list)
+
+    def segment(self) -> Segment:
+        return Segment(name=self.name, where=self.where, description=self.description)
+
+
+class InputSpec(_Strict):
+    """Where the data comes from: files (identities, optional demographics) or a store."""
+
+    identities: list[str] = Field(default_factory=list)
+    demographics: list[str] = Field(default_factory=list)
+    store: str | None = None
+
+    @field_validator("identities", "demographics", mode="before")
+    @classmethod
+    def _listify(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> InputSpec:
+        if bool(self.identities) == bool(self.store):
+            raise ValueError("give either identities (with optional demographics) or a store")
+        if self.store and self.demographics:
+            raise ValueError("demographics go with identities files, not with a store")
+        return self
+
+
+class ReportConfig(_Strict):
+    """A report: input, parameters, cohort tables and segments (a TOML file, see the README)."""
+
+    input: InputSpec
+    reference_date: datetime.date | None = None
+    k: int = Field(default=10, ge=2)
+    include_inactive: bool = False
+    cohorts: list[CohortSpec] = Field(default_factory=list)
+    segments: list[SegmentSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _something_to_report(self) -> ReportConfig:
+        if not self.cohorts and not self.segments:
+            raise ValueError("the report has no [[cohorts]] and no [[segments]]")
+        names = [c.name for c in self.cohorts]
+        if len(set(names)) != len(names):
+            raise ValueError(f"cohort names must be distinct: {names}")
+        return self
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> ReportConfig:
+        """Read and validate a TOML config; relative paths are relative to the file."""
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text("utf-8"))
+        except OSError as error:
+            raise ConfigError(f"{path}: cannot read the config ({error.strerror or type(error).__name__})") from None
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"{path}: not valid TOML ({error})") from None
+        try:
+            config = cls.model_validate(data)
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+            more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+            message = first["msg"].removeprefix("Value error, ")
+            raise ConfigError(f"{path}: {where}: {message}{more}") from None
+        return config.relative_to(path.parent)
+
+    def relative_to(self, base: Path) -> ReportConfig:
+        """The config with its input paths resolved against ``base``."""
+
+        def resolve(p: str) -> str:
+            return p if Path(p).is_absolute() else str(base / p)
+
+        spec = self.input
+        resolved = InputSpec(
+            identities=[resolve(p) for p in spec.identities],
+            demographics=[resolve(p) for p in spec.demographics],
+            store=resolve(spec.store) if spec.store else None,
+        )
+        return self.model_copy(update={"input": resolved})
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def input_files(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
+    """Each input file (a store: each of its files) with size and sha256."""
+    files: list[Path] = []
+    for item in paths:
+        path = Path(item)
+        files.extend(sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path])
+    return [{"path": str(p), "bytes": p.stat().st_size, "sha256": sha256_of(p)} for p in files]
+
+
+def _chart(table: CohortTable) -> str:
+    """The table's plot as an embedded PNG data URL."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, ax = plt.subplots(figsize=(10, 4))
+    table.plot(ax=ax)
+    buffer = io.BytesIO()
+    figure.tight_layout()
+    figure.savefig(buffer, format="png", dpi=80)
+    plt.close(figure)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _table_audit(name: str, table: CohortTable) -> dict[str, Any]:
+    cells = table.to_arrow()
+    suppressed = [
+        {**{d: row[d] for d in table.by}, "reason": row["reason"]} for row in cells.to_pylist() if row["suppressed"]
+    ]
+    audit = table.audit()
+    widths = audit.column("width").to_pylist()
+    return {
+        "name": name,
+        "by": list(table.by),
+        "where": {d: list(v) for d, v in table.filters.items()},
+        "k": table.k,
+        "margins": table.margins,
+        "protect": table.protect,
+        "base": table.base,
+        "sql": table.sql,
+        "cells": table.grid.n_cells,
+        "primary_suppressions": int(table.primary.sum()),
+        "secondary_suppressions": int(table.suppressed.sum() - table.primary.sum()),
+        "suppressed_cells": suppressed,
+        "attacker_interval_min_width": min(widths) if widths else None,
+        "all_suppressed_cells_protected": all(audit.column("protected").to_pylist()),
+    }
+
+
+def _write_table(directory: Path, name: str, table: CohortTable) -> None:
+    cells = table.to_arrow()
+    pq.write_table(cells, directory / f"{name}.parquet")
+    table.to_pandas().to_csv(directory / f"{name}.csv", index=False)
+    (directory / f"{name}.json").write_text(json.dumps(cells.to_pylist(), indent=1) + "\n", "utf-8")
+
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;margin:2em;color:#222}
+h1{font-size:1.5em} h2{font-size:1.2em;margin-top:2em}
+table{border-collapse:collapse;margin:.5em 0;font-size:.85em}
+td,th{border:1px solid #ddd;padding:2px 8px;text-align:right}
+td.s{background:#eee;color:#888;text-align:center}
+dl.params dt{font-weight:bold;float:left;clear:left;width:14em} dl.params dd{margin-left:15em}
+img.chart{max-width:100%;border:1px solid #eee}
+"""
+
+
+def _html(config: ReportConfig, dataset: Dataset, tables: dict[str, CohortTable], segments: list[dict[str, Any]],
+          breakdowns: dict[str, CohortTable], audit: dict[str, Any]) -> str:  # fmt: skip
+    esc = html.escape
+    params = {
+        "library version": audit["library_version"],
+        "generated at": audit["generated_at"],
+        "k": str(config.k),
+        "reference date": dataset.reference_date.isoformat(),
+        "inactive identities": "included" if config.include_inactive else "excluded",
+        "inputs": ", ".join(f"{Path(i['path']).name} (sha256 {i['sha256'][:12]}…)" for i in audit["inputs"]),
+    }
+    report = dataset.load_report
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>identity-analytics report</title><style>{_STYLE}</style></head><body>",
+        "<h1>identity-analytics report</h1>",
+        "<dl class='params'>" + "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in params.items()) + "</dl>",
+        "<h2>Load</h2><table><tr><th></th><th>read</th><th>loaded</th><th>quarantined</th><th>duplicates</th></tr>",
+        *(
+            f"<tr><th>{kind}</th><td>{c.read:,}</td><td>{c.loaded:,}</td><td>{c.quarantined:,}</td><td>{c.duplicates:,}</td></tr>"
+            for kind, c in (("identities", report.identities), ("demographics", report.demographics))
+        ),
+        "</table>",
+    ]
+    for name, table in tables.items():
+        parts += [
+            f"<h2 id='cohort-{esc(name)}'>Cohort table {esc(name)}: {esc(' × '.join(table.by))}</h2>",
+            f"<p>k = {table.k}; protection: {esc(table.protect)}; '·' marks a suppressed cell.</p>",
+            table._repr_html_(),
+            f"<img class='chart' alt='chart of {esc(name)}' src='{_chart(table)}'>",
+        ]
+    if segments:
+        parts.append("<h2>Segments</h2><table><tr><th>segment</th><th>definition</th><th>size</th></tr>")
+        for s in segments:
+            size = "·" if s["suppressed"] else f"{s['size']:,}"
+            parts.append(
+                f"<tr><th>{esc(s['name'])}</th><td>{esc(json.dumps(s['where']))}</td>"
+                f"<td class='{'s' if s['suppressed'] else ''}'>{size}</td></tr>"
+            )
+        parts.append("</table>")
+        for key, table in breakdowns.items():
+            parts += [f"<h2>Segment breakdown {esc(key)}</h2>", table._repr_html_()]
+    # Lets a browser test (and a curious reader) see that every chart decoded: count them on load.
+    parts.append(
+        "<script>window.addEventListener('load',function(){var ok=0;for(var i of document.images)"
+        "{if(i.complete&&i.naturalWidth>0)ok++}document.body.dataset.chartsRendered=ok;"
+        "document.body.dataset.tables=document.querySelectorAll('table').length})</script>"
+    )
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(
+    dataset: Dataset, config: ReportConfig, out: str | Path, inputs: Sequence[str | Path], *, overwrite: bool = True
+) -> Path:
+    """Compute every table and segment of ``config`` and write the report into ``out``, atomically."""
+    from identity_analytics import __version__
+
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} already exists")
+    if out.exists() and not (out / "audit.json").is_file():
+        raise FileExistsError(f"{out} exists and is not a report directory; refusing to replace it")
+    tables = {
+        spec.name: dataset.cohorts(
+            spec.by, k=spec.k, margins=spec.margins, where=spec.where or None, protect=spec.protect, base=spec.base
+        )
+        for spec in config.cohorts
+    }
+    segments, breakdowns = [], {}
+    for spec in config.segments:
+        result = dataset.segment(spec.segment())
+        segments.append({"name": spec.name, "where": spec.where, "size": result.size, "suppressed": result.suppressed})
+        for dim in spec.breakdown:
+            breakdowns[f"{spec.name}-by-{dim}"] = result.breakdown(dim)
+    audit: dict[str, Any] = {
+        "library_version": __version__,
+        "generated_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "inputs": input_files(inputs),
+        "parameters": {
+            "k": config.k,
+            "reference_date": dataset.reference_date.isoformat(),
+            "include_inactive": config.include_inactive,
+            "policy": dataset.policy.settings(),
+        },
+        "load_report": dataset.load_report.model_dump(mode="json", exclude={"other_values"}),
+        "tables": [_table_audit(name, table) for name, table in {**tables, **breakdowns}.items()],
+        "segments": segments,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    work.chmod(0o755)  # mkdtemp makes it private; the report is meant to be read
+    try:
+        (work / "cohorts").mkdir()
+        for name, table in {**tables, **breakdowns}.items():
+            _write_table(work / "cohorts", name, table)
+        (work / "report.html").write_text(_html(config, dataset, tables, segments, breakdowns, audit), "utf-8")
+        (work / "audit.json").write_text(json.dumps(audit, indent=2) + "\n", "utf-8")
+        if out.exists():
+            old = out.with_name(f".{out.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            out.rename(old)
+            work.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            work.rename(out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return out

@@ -1,0 +1,182 @@
+"""The identity-analytics command line: end to end on the fixtures, every exit code, one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from identity_analytics.cli import app
+from tests.conftest import FIXTURES, SECRET_MARKER, TEST_KEY
+from tests.servers import (
+    Faults,
+    KlustrServer,
+    KratosServer,
+    kratos_identities_from_fixtures,
+    token_for,
+    users_from_fixtures,
+)
+
+IDS = ["--identities", str(FIXTURES / "identities.ndjson"), "--demographics", str(FIXTURES / "demographics.ndjson")]
+
+
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.setenv("IDENTITY_ANALYTICS_PSEUDONYM_KEY", TEST_KEY.decode())
+    return CliRunner()
+
+
+def test_report_from_flags(cli: CliRunner, tmp_path: Path) -> None:
+    result = cli.invoke(
+        app,
+        [
+            "report",
+            *IDS,
+            "--by",
+            "age,income,parental_status",
+            "--by",
+            "gender",
+            "--out",
+            str(tmp_path / "r"),
+            "--reference-date",
+            "2026-11-01",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    files = sorted(p.name for p in (tmp_path / "r" / "cohorts").iterdir())
+    assert files == [
+        f"{n}.{e}" for n in ("age_x_income_x_parental_status", "gender") for e in ("csv", "json", "parquet")
+    ]
+
+
+def test_report_from_config(cli: CliRunner, tmp_path: Path) -> None:
+    config = tmp_path / "report.toml"
+    config.write_text(
+        f"""
+reference_date = 2026-11-01
+k = 12
+[input]
+identities = "{FIXTURES / "identities.ndjson"}"
+demographics = "{FIXTURES / "demographics.ndjson"}"
+[[cohorts]]
+name = "parents"
+by = ["age", "parental_status"]
+[[cohorts]]
+name = "kenya-income"
+by = ["income"]
+where = {{ citizenship = ["KE"] }}
+[[segments]]
+name = "young-parents"
+where = {{ age = ["_25_to_34"], parental_status = ["parent"] }}
+breakdown = ["gender"]
+"""
+    )
+    result = cli.invoke(app, ["report", "--config", str(config), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    audit = json.loads((tmp_path / "r" / "audit.json").read_text())
+    assert audit["parameters"]["k"] == 12 and [t["name"] for t in audit["tables"]] == [
+        "parents",
+        "kenya-income",
+        "young-parents-by-gender",
+    ]
+    assert audit["segments"][0]["name"] == "young-parents"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["report", "--identities", "nope.ndjson", "--by", "age", "--out", "x"], "cannot read nope.ndjson"),
+        (["report", *IDS, "--by", "age,shoe_size", "--out", "x"], "unknown dimension"),
+        (
+            ["report", *IDS, "--by", "age", "--out", "x", "--reference-date", "yesterday"],
+            "--reference-date 'yesterday'",
+        ),
+        (["report", *IDS, "--store", "s", "--by", "age", "--out", "x"], "either --identities"),
+        (["profile", "nobody", *IDS], "no identity 'nobody'"),
+        (["load", "--store", "s"], "--identities"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(
+    cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = cli.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert len([line for line in result.stderr.splitlines() if line.strip()]) == 1
+
+
+def test_bad_config_names_the_file_and_field(cli: CliRunner, tmp_path: Path) -> None:
+    config = tmp_path / "report.toml"
+    config.write_text('[input]\nidentities = "x.ndjson"\n[[cohorts]]\nname = "t"\nby = ["age", "eyes"]\n')
+    result = cli.invoke(app, ["report", "--config", str(config), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and f"{config}: cohorts.0.by" in result.output and "eyes" in result.output
+
+
+def test_privacy_refusal_exits_3(cli: CliRunner, tmp_path: Path) -> None:
+    segment = tmp_path / "tiny.yaml"
+    segment.write_text("name: tiny\nwhere:\n  income: [other]\n")
+    result = cli.invoke(app, ["segment", str(segment), *IDS, "--members", str(tmp_path / "m.csv")])
+    assert result.exit_code == 3, result.output
+    assert "fewer than k=10 members" in result.output and not (tmp_path / "m.csv").exists()
+
+
+def test_source_failure_exits_4_without_credentials(
+    cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KRATOS_API_KEY", "PLANTED-SECRET-cli-key")
+    with KratosServer([], faults=Faults(server_error_every=1)) as server:
+        result = cli.invoke(app, ["pull", "kratos", server.url, "--store", str(tmp_path / "s"), "--attempts", "2"])
+    assert result.exit_code == 4, result.output
+    assert "failed after 2 attempts" in result.output and SECRET_MARKER not in result.output
+
+
+def test_pull_kratos_and_klustr_then_query_the_stores(cli: CliRunner, tmp_path: Path) -> None:
+    identities = kratos_identities_from_fixtures(FIXTURES / "identities.ndjson", limit=300)
+    with KratosServer(identities) as server:
+        result = cli.invoke(app, ["pull", "kratos", server.url, "--store", str(tmp_path / "k"), "--page-size", "100"])
+    assert result.exit_code == 0, result.output
+    users = users_from_fixtures(FIXTURES / "identities.ndjson", FIXTURES / "demographics.ndjson", limit=50)
+    tokens = tmp_path / "tokens.txt"
+    tokens.write_text("\n".join(token_for(n) for n in range(50)))
+    with KlustrServer(users) as server:
+        result = cli.invoke(
+            app, ["pull", "klustr", server.url, "--tokens", str(tokens), "--store", str(tmp_path / "g")]
+        )
+    assert result.exit_code == 0, result.output
+    assert "SECRET-TOKEN" not in result.output
+    result = cli.invoke(app, ["profile", "fixture-00001", "--store", str(tmp_path / "k"), "--public"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["traits"]["email"] is None
+    result = cli.invoke(app, ["risk", "--qi", "age,gender", "--sensitive", "income", "--store", str(tmp_path / "g")])
+    assert result.exit_code == 0 and "classes" in result.output
+
+
+def test_load_then_segment_with_members_export(cli: CliRunner, tmp_path: Path) -> None:
+    assert (
+        cli.invoke(app, ["load", *IDS, "--store", str(tmp_path / "s"), "--reference-date", "2026-11-01"]).exit_code == 0
+    )
+    segment = tmp_path / "parents.json"
+    segment.write_text(json.dumps({"name": "parents", "where": {"parental_status": ["parent"]}}))
+    result = cli.invoke(
+        app,
+        [
+            "segment",
+            str(segment),
+            "--store",
+            str(tmp_path / "s"),
+            "--breakdown",
+            "age",
+            "--members",
+            str(tmp_path / "m.csv"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    lines = (tmp_path / "m.csv").read_text().splitlines()
+    assert lines[0] == "pseudonym" and len(lines) > 100 and all(len(line) == 64 for line in lines[1:])
+
+
+def test_debug_shows_the_traceback(cli: CliRunner) -> None:
+    result = cli.invoke(app, ["--debug", "profile", "x", "--identities", "nope.ndjson"])
+    assert result.exit_code != 0 and result.exception is not None

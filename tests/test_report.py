@@ -1,0 +1,151 @@
+"""Reports: audit record contents, atomic output (also under SIGKILL), rendering in real Chromium."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import identity_analytics as ia
+import identity_analytics.report as report_module
+from identity_analytics.report import CohortSpec, InputSpec, ReportConfig, SegmentSpec, write_report
+from tests.conftest import FIXTURES, SECRET_MARKER, TEST_KEY
+
+INPUTS = [str(FIXTURES / "identities.ndjson"), str(FIXTURES / "demographics.ndjson")]
+CONFIG = ReportConfig(
+    input=InputSpec(identities=INPUTS[:1], demographics=INPUTS[1:]),
+    cohorts=[
+        CohortSpec(name="aip", by=["age", "income", "parental_status"]),
+        CohortSpec(name="g", by=["gender"], protect="round"),
+    ],
+    segments=[SegmentSpec(name="parents", where={"parental_status": ["parent"]}, breakdown=["age"])],
+)
+
+
+@pytest.fixture(scope="module")
+def written(fixture_dataset: ia.Dataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_report(fixture_dataset, CONFIG, tmp_path_factory.mktemp("r") / "report", INPUTS)
+
+
+def test_audit_records_inputs_parameters_tables_and_counts(written: Path, fixture_dataset: ia.Dataset) -> None:
+    audit = json.loads((written / "audit.json").read_text())
+    assert audit["library_version"] == ia.__version__
+    assert [i["sha256"] for i in audit["inputs"]] == [hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in INPUTS]
+    assert audit["parameters"]["k"] == 10 and audit["parameters"]["reference_date"] == "2026-11-01"
+    assert audit["load_report"]["identities"] == fixture_dataset.load_report.identities.model_dump()
+    tables = {t["name"]: t for t in audit["tables"]}
+    assert set(tables) == {"aip", "g", "parents-by-age"}
+    aip = fixture_dataset.cohorts(["age", "income", "parental_status"])
+    assert tables["aip"]["cells"] == aip.grid.n_cells
+    assert tables["aip"]["primary_suppressions"] == int(aip.primary.sum())
+    assert tables["aip"]["primary_suppressions"] + tables["aip"]["secondary_suppressions"] == len(
+        tables["aip"]["suppressed_cells"]
+    )
+    assert tables["aip"]["all_suppressed_cells_protected"] and tables["aip"]["attacker_interval_min_width"] >= 10
+    assert "GROUP BY CUBE" in tables["aip"]["sql"]
+    assert (
+        audit["segments"][0]["size"]
+        == fixture_dataset.segment(ia.Segment(name="parents", where={"parental_status": ["parent"]})).size
+    )
+
+
+def test_outputs_hold_no_secret_and_no_small_count(written: Path) -> None:
+    for path in written.rglob("*"):
+        if path.is_file() and path.suffix != ".parquet":
+            text = path.read_text()
+            assert SECRET_MARKER not in text and TEST_KEY.decode() not in text
+    cells = json.loads((written / "cohorts" / "aip.json").read_text())
+    assert all(c["count"] is None or c["count"] == 0 or c["count"] >= 10 for c in cells)
+
+
+def test_a_failure_mid_write_leaves_no_report(
+    fixture_dataset: ia.Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object) -> str:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(report_module, "_html", broken)
+    with pytest.raises(RuntimeError):
+        write_report(fixture_dataset, CONFIG, tmp_path / "report", INPUTS)
+    assert list(tmp_path.iterdir()) == []
+
+
+KILLED = """
+import sys, time, identity_analytics.report as r
+original = r._write_table
+def slow(*args):
+    original(*args)
+    time.sleep(30)  # stays mid-write until killed
+r._write_table = slow
+from identity_analytics.cli import main
+sys.argv = ["identity-analytics", "report", "--identities", sys.argv[1], "--by", "age", "--out", sys.argv[2]]
+main()
+"""
+
+
+def test_a_run_killed_mid_write_leaves_the_previous_report_intact(tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    env = dict(os.environ, IDENTITY_ANALYTICS_PSEUDONYM_KEY="k")
+    command = [
+        sys.executable,
+        "-m",
+        "identity_analytics.cli",
+        "report",
+        "--identities",
+        INPUTS[0],
+        "--by",
+        "gender",
+        "--out",
+        str(out),
+    ]
+    subprocess.run(command, check=True, env=env, capture_output=True)
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    child = subprocess.Popen([sys.executable, "-c", KILLED, INPUTS[0], str(out)], env=env)
+    deadline = time.time() + 60
+    while time.time() < deadline and not any(
+        (p / "cohorts").exists() and any((p / "cohorts").iterdir()) for p in tmp_path.glob(".report.*")
+    ):
+        time.sleep(0.05)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before  # the old report, whole; the half-written one never took its place
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None and not os.environ.get("IDENTITY_ANALYTICS_REQUIRE_BROWSER"),
+    reason="no Chromium on this machine (make test and CI install Debian's chromium)",
+)
+def test_report_renders_its_tables_and_charts_in_headless_chromium(written: Path, tmp_path: Path) -> None:
+    assert CHROMIUM is not None, "Chromium is required (IDENTITY_ANALYTICS_REQUIRE_BROWSER is set)"
+    flags = [
+        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000",
+    ]  # fmt: skip
+    url = (written / "report.html").as_uri()
+    dom = subprocess.run([*flags, "--dump-dom", url], capture_output=True, text=True, timeout=120, check=True).stdout
+    body = re.search(r"<body[^>]*>", dom)
+    assert body is not None
+    charts = re.search(r'data-charts-rendered="(\d+)"', body.group(0))
+    tables = re.search(r'data-tables="(\d+)"', body.group(0))
+    assert charts is not None and int(charts.group(1)) == 2  # every embedded chart decoded
+    assert tables is not None and int(tables.group(1)) >= 5
+    assert dom.count('class="s"') > 0  # suppressed cells marked
+    shot = tmp_path / "report.png"
+    subprocess.run(
+        [*flags, f"--screenshot={shot}", "--window-size=1200,2000", url], capture_output=True, timeout=120, check=True
+    )
+    assert shot.stat().st_size > 20_000
