@@ -8,7 +8,7 @@ accepted on input and dropped at once, so no model instance ever holds them.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
@@ -47,7 +47,7 @@ class Traits(_Open):
     Values are kept as the platform sends them (traits are schema-defined JSON).
     """
 
-    name: Name | JsonValue = None
+    name: Annotated[Name | JsonValue, Field(union_mode="left_to_right")] = None
     birthdate: JsonValue = None
     email: JsonValue = None
     username: JsonValue = None
