@@ -15,8 +15,6 @@ import hashlib
 import html
 import io
 import json
-import shutil
-import tempfile
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +23,7 @@ from typing import Any
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from identity_analytics.atomic import atomic_directory
 from identity_analytics.cohorts import PROTECT_MODES, CohortTable
 from identity_analytics.dataset import Dataset
 from identity_analytics.segments import Segment
@@ -288,10 +287,6 @@ def write_report(
     from identity_analytics import __version__
 
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} already exists")
-    if out.exists() and not (out / "audit.json").is_file():
-        raise FileExistsError(f"{out} exists and is not a report directory; refusing to replace it")
     tables = {
         spec.name: dataset.cohorts(
             spec.by, k=spec.k, margins=spec.margins, where=spec.where or None, protect=spec.protect, base=spec.base
@@ -318,24 +313,10 @@ def write_report(
         "tables": [_table_audit(name, table) for name, table in {**tables, **breakdowns}.items()],
         "segments": segments,
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    work.chmod(0o755)  # mkdtemp makes it private; the report is meant to be read
-    try:
+    with atomic_directory(out, marker="audit.json", what="report", overwrite=overwrite) as work:
         (work / "cohorts").mkdir()
         for name, table in {**tables, **breakdowns}.items():
             _write_table(work / "cohorts", name, table)
         (work / "report.html").write_text(_html(config, dataset, tables, segments, breakdowns, audit), "utf-8")
         (work / "audit.json").write_text(json.dumps(audit, indent=2) + "\n", "utf-8")
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            out.rename(old)
-            work.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            work.rename(out)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     return out

@@ -1,24 +1,22 @@
 """The Parquet store: analytics table, profile store and quarantine, with a manifest.
 
-A store is a directory: ``manifest.json`` plus one Parquet file per table. It is written
-into a temporary sibling directory and renamed into place, so a reader never sees half a
-store. The manifest records the library version, the reference date, the policy settings
-(never the key; a key fingerprint tells whether pseudonyms join), the vocabulary and the
-load report.
+A store is a directory: ``manifest.json`` plus one Parquet file per table, written
+atomically (:mod:`identity_analytics.atomic`). The manifest records the library version,
+the reference date, the policy settings (never the key; a key fingerprint tells whether
+pseudonyms join), the vocabulary and the load report.
 """
 
 from __future__ import annotations
 
 import datetime
 import json
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow.parquet as pq
 
+from identity_analytics.atomic import atomic_directory
 from identity_analytics.errors import LoadError
 from identity_analytics.load_report import LoadReport
 from identity_analytics.loaders.projection import ANALYTICS_TABLE, PROFILE_TABLE, create_enum_types
@@ -46,15 +44,7 @@ def _literal(path: Path) -> str:
 
 def save_store(dataset: Dataset, path: Path, *, overwrite: bool) -> Path:
     """Write ``dataset`` to ``path`` atomically; refuse to replace a store unless ``overwrite``."""
-    if path.exists() and any(path.iterdir()) if path.is_dir() else path.exists():
-        if not overwrite:
-            raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it")
-        if not (path / MANIFEST).is_file():
-            raise FileExistsError(f"{path} exists and is not a store; refusing to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    work.chmod(0o755)  # mkdtemp makes it private; a store is meant to be shared
-    try:
+    with atomic_directory(path, marker=MANIFEST, what="store", overwrite=overwrite) as work:
         con = dataset.connection
         con.execute(f"COPY {ANALYTICS_TABLE} TO {_literal(work / _FILES['identities'])} (FORMAT parquet)")
         con.execute(f"COPY {PROFILE_TABLE} TO {_literal(work / _FILES['profiles'])} (FORMAT parquet)")
@@ -75,17 +65,6 @@ def save_store(dataset: Dataset, path: Path, *, overwrite: bool) -> Path:
             },
         }
         (work / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", "utf-8")
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            path.rename(old)
-            work.rename(path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            work.rename(path)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
     return path
 
 
