@@ -9,9 +9,13 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-__all__ = ["INF", "new_highs", "pass_csc", "pass_lp"]
+__all__ = ["INF", "OPTIMAL", "new_highs", "pass_csc", "pass_lp"]
 
 INF = float(highspy.kHighsInf)
+#: model status of a solved LP (compare with ``h.getModelStatus()``)
+OPTIMAL: Any = highspy.HighsModelStatus.kOptimal
+_COLWISE = int(highspy.MatrixFormat.kColwise)
+_MINIMIZE = int(highspy.ObjSense.kMinimize)
 
 
 def new_highs() -> Any:
@@ -35,19 +39,10 @@ def pass_lp(
     """Load a minimisation LP ``row_lower <= matrix @ x <= row_upper`` into ``h``."""
     csc = sp.csc_matrix(matrix)
     csc.sort_indices()
-    lp = highspy.HighsLp()
-    lp.num_col_ = int(csc.shape[1])
-    lp.num_row_ = int(csc.shape[0])
-    lp.col_cost_ = np.ascontiguousarray(cost, dtype=np.float64)
-    lp.col_lower_ = np.ascontiguousarray(col_lower, dtype=np.float64)
-    lp.col_upper_ = np.ascontiguousarray(col_upper, dtype=np.float64)
-    lp.row_lower_ = np.ascontiguousarray(row_lower, dtype=np.float64)
-    lp.row_upper_ = np.ascontiguousarray(row_upper, dtype=np.float64)
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.start_ = csc.indptr.astype(np.int32)
-    lp.a_matrix_.index_ = csc.indices.astype(np.int32)
-    lp.a_matrix_.value_ = csc.data.astype(np.float64)
-    h.passModel(lp)
+    pass_csc(
+        h, cost, col_lower, col_upper, (csc.indptr, csc.indices, csc.data, int(csc.shape[0])),
+        row_lower, row_upper,
+    )
 
 
 def pass_csc(
@@ -60,18 +55,18 @@ def pass_csc(
     row_upper: npt.NDArray[np.float64],
 ) -> None:
     """Like :func:`pass_lp` with the matrix given as raw CSC arrays (indptr, indices, data,
-    number of rows), avoiding scipy overhead in hot loops."""
+    number of rows), avoiding scipy overhead in hot loops (flat ``passModel``: no
+    intermediate ``HighsLp`` object)."""
     indptr, indices, data, n_rows = csc
-    lp = highspy.HighsLp()
-    lp.num_col_ = int(cost.size)
-    lp.num_row_ = int(n_rows)
-    lp.col_cost_ = np.ascontiguousarray(cost, dtype=np.float64)
-    lp.col_lower_ = np.ascontiguousarray(col_lower, dtype=np.float64)
-    lp.col_upper_ = np.ascontiguousarray(col_upper, dtype=np.float64)
-    lp.row_lower_ = np.ascontiguousarray(row_lower, dtype=np.float64)
-    lp.row_upper_ = np.ascontiguousarray(row_upper, dtype=np.float64)
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.start_ = np.ascontiguousarray(indptr, dtype=np.int32)
-    lp.a_matrix_.index_ = np.ascontiguousarray(indices, dtype=np.int32)
-    lp.a_matrix_.value_ = np.ascontiguousarray(data, dtype=np.float64)
-    h.passModel(lp)
+    f64 = np.float64
+    n_cols = int(cost.size)
+    status = h.passModel(
+        n_cols, int(n_rows), len(indices), _COLWISE, _MINIMIZE, 0.0,
+        np.ascontiguousarray(cost, dtype=f64), np.ascontiguousarray(col_lower, dtype=f64),
+        np.ascontiguousarray(col_upper, dtype=f64), np.ascontiguousarray(row_lower, dtype=f64),
+        np.ascontiguousarray(row_upper, dtype=f64),
+        np.ascontiguousarray(indptr, dtype=np.int32), np.ascontiguousarray(indices, dtype=np.int32),
+        np.ascontiguousarray(data, dtype=f64), np.zeros(n_cols, dtype=np.int32),
+    )
+    if status == highspy.HighsStatus.kError:
+        raise RuntimeError("HiGHS rejected the LP")

@@ -131,16 +131,14 @@ def additivity_matrix(grid: CellGrid) -> sp.csr_matrix:
     for j in range(len(radix) - 2, -1, -1):
         strides[j] = strides[j + 1] * radix[j + 1]
     keys = cell_keys(grid)
-    rows: list[IntArray] = []
-    cols: list[IntArray] = []
-    vals: list[npt.NDArray[np.float64]] = []
-    n_rows = 0
+    # built directly in CSR form: each row is [parent, children...] sorted by cell index
+    idx_blocks: list[IntArray] = []
+    val_blocks: list[npt.NDArray[np.float64]] = []
+    len_blocks: list[IntArray] = []
     for j, size in enumerate(grid.shape):
         parents = np.flatnonzero(codes[:, j] < 0)
         if parents.size == 0:
             continue
-        row_ids = n_rows + np.arange(parents.size, dtype=np.int64)
-        n_rows += parents.size
         # children: same key with code_j = c, i.e. key + (c + 1) * stride_j
         child_keys = keys[parents][:, None] + (np.arange(size, dtype=np.int64) + 1)[None, :] * (
             strides[j]
@@ -148,16 +146,20 @@ def additivity_matrix(grid: CellGrid) -> sp.csr_matrix:
         children = lookup[child_keys]
         if (children < 0).any():
             raise ValueError("grid has margins but is missing cells of the cube")
-        rows.append(row_ids)
-        cols.append(parents.astype(np.int64))
-        vals.append(np.ones(parents.size))
-        rows.append(np.repeat(row_ids, size))
-        cols.append(children.reshape(-1))
-        vals.append(-np.ones(children.size))
-    if n_rows == 0:
+        members = np.concatenate([parents.astype(np.int64)[:, None], children], axis=1)
+        signs = np.concatenate(
+            [np.ones((parents.size, 1)), -np.ones((parents.size, size))], axis=1
+        )
+        order = np.argsort(members, axis=1, kind="stable")
+        idx_blocks.append(np.take_along_axis(members, order, axis=1).reshape(-1))
+        val_blocks.append(np.take_along_axis(signs, order, axis=1).reshape(-1))
+        len_blocks.append(np.full(parents.size, size + 1, dtype=np.int64))
+    if not idx_blocks:
         return sp.csr_matrix((0, n), dtype=np.float64)
-    mat = sp.coo_matrix(
-        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-        shape=(n_rows, n),
+    lens = np.concatenate(len_blocks)
+    indptr = np.zeros(lens.size + 1, dtype=np.int64)
+    np.cumsum(lens, out=indptr[1:])
+    return sp.csr_matrix(
+        (np.concatenate(val_blocks), np.concatenate(idx_blocks), indptr),
+        shape=(lens.size, n),
     )
-    return sp.csr_matrix(mat)

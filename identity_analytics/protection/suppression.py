@@ -4,38 +4,57 @@ Primary suppression hides every cell with ``0 < count < k``.  Secondary suppress
 further cells ("complements") until, for every suppressed cell, the interval an attacker can
 derive by linear programming from the published cells is at least ``k`` wide.
 
-Method: an LP-based rounding ("diving") heuristic for the Fischetti-Salazar model, exact with
-respect to the guarantee and close to the minimum loss.
+Method: a greedy cover of necessary conditions, driven by exact LP audits (Benders cuts);
+exact with respect to the guarantee, close to the minimum loss, and with few LPs.
 
-* Master LP over suppression indicators ``x`` (already suppressed cells fixed at 1), cost =
-  information loss ``1 + count / (total + 1)``.  It starts with *structural* inequalities: a
-  suppressed cell that is the only suppressed cell of one of its relations is determined by
-  that relation, so ``x_i <= sum of x_j over the other cells of every relation of i``.
-* Diving: solve the LP, fix the largest fractional ``x`` to 1, repeat until integral.
-* Audit of the integral pattern: for every suppressed cell not yet proven safe, a small LP
-  over its connected component of suppressed cells maximises its attacker interval (for 2-d
-  tables, fully suppressed rectangles are tried first as cheap proofs).  The LP's optimal
-  tables are kept as *witnesses*: two consistent tables ``k`` apart prove a cell safe for as
-  long as every cell they move stays suppressed.  If the interval is too narrow, the LP
-  duals give a Benders cut ``sum_j c_j x_j >= k`` (coefficients strengthened to
-  ``min(c_j, k)``; for a secondary cell the cut only binds when it is suppressed), added to
-  the master.  The dive restarts from scratch a few times with the cuts found so far, then
-  continues until a pattern passes the audit (``_POLISH_PASSES`` optional extra dives keep
-  the cheapest feasible pattern; off by default, they did not pay off on the benchmark).
-* Pruning: secondary cells are tentatively published again, largest loss first, and stay
-  published when every suppressed cell whose witnesses used them is proven safe again.
+* Cover (numpy, no LP): the pattern grows one cell at a time until it meets conditions that
+  every protected pattern meets.  Structural: a suppressed cell alone in one of its relations
+  is determined by it.  Capacity of one relation: a suppressed cell with count ``a < k`` that
+  is a child of a relation moves up only by lowering its suppressed siblings or raising the
+  parent, so the siblings' counts (each capped at ``k``) plus ``k`` for a suppressed parent
+  must reach ``k - a``.  And the Benders cuts found so far.  The next cell is the one that
+  repairs most violated conditions per unit of loss (``1 + count / (total + 1)``) and of the
+  obligations it brings (relations where it would be alone, its own capacity and cuts).
+* Audit (LP): each suppressed cell not yet proven safe gets an attacker LP that maximises
+  its interval: two blocks of columns (a table moved up and one moved down, deviations from
+  the true counts, the audited cell capped at ``k`` both ways) over the suppressed cells,
+  rows = the relations touching them.  One HiGHS model per cover is kept and only grows
+  (new cells become columns, cells published again are fixed at 0, the audited cell is a
+  cost and bound change), so every solve is a warm primal simplex re-solve.  The optimal
+  tables, cut down to the cell's connected component, are kept as *witnesses*: two
+  consistent tables ``k`` apart prove a cell safe for as long as every cell they move stays
+  suppressed, so one LP usually proves several cells.  If the interval is too narrow, weak
+  duality on the row duals gives a Benders cut ``sum_j c_j x_j >= k`` (coefficients
+  strengthened to ``min(c_j, k)``; for a secondary cell the cut only binds when it is
+  suppressed).  Any dual vector gives a valid cut, so the same duals also bound the other
+  cells of the component: those already shown narrower than ``k`` get their cut without an
+  LP of their own.  The cells suppressed from the start (the primary cells) are audited
+  first; the others only once those are all safe.  Cover and audit alternate until the
+  audit passes.
+* Reverse deletion: once a pattern passes the audit, every secondary cell the known
+  conditions allow is published again (smallest count first) and the pattern is audited
+  again (``_MAX_REVERSE`` times at most).
+* Local search (tables up to ``_GLOBAL_LIMIT`` cells): a few secondary cells, largest loss
+  first, are published and forbidden in turn and the cover resumes from there; a cheaper
+  pattern that passes the audit replaces the current one.  Then the cover restarts from the
+  primary cells with every cut learnt so far, once freely and once with each of the
+  ``_RESTARTS`` costliest secondary cells forbidden; the cheapest audited pattern wins.
+* Pruning: secondary cells are then tentatively published, largest loss first, and stay
+  published when every suppressed cell whose witnesses used them is proven safe again by
+  the remaining witnesses or new LPs.  A cell the known conditions keep needs no LP.
 
 The result is exact with respect to the guarantee: every suppressed cell ends with valid
 witnesses ``k`` apart (checked independently by :func:`attacker_intervals` in the tests).
+Should the rounds not settle (``_MAX_ROUNDS``), the whole region is suppressed, which is safe
+by itself: every cell then moves freely up with all its margins.
 
-Large tables (more than ``_GLOBAL_LIMIT`` cells) are processed region by region: the dive
-runs on a small sub-cube around each unprotected cell (its codes, the margin and a few cheap
-alternative codes per dimension); cells outside the region count as published for the audit,
-which only narrows intervals, so the witnesses stay valid.  Suppressing more cells never
-narrows an interval, so earlier regions stay safe.  Pruning there accepts a cell only when
-the existing witnesses still prove every affected cell (no new LPs).
+Large tables (more than ``_GLOBAL_LIMIT`` cells) are processed region by region: the cover
+runs on a sub-cube around each primary cell not yet safe (whole dimensions, smallest first,
+up to ``_REGION_CELLS`` cells; in the other dimensions its code, the margin and a few cheap
+codes); cells outside the region count as published for the audit, which only narrows
+intervals, so the witnesses stay valid.  Suppressing more cells never narrows an interval,
+so earlier regions stay safe.  There is no pruning across regions.
 """
-
 from __future__ import annotations
 
 from typing import Any
@@ -43,9 +62,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
-from scipy.sparse.csgraph import connected_components
 
-from identity_analytics.protection._lp import INF, new_highs, pass_csc, pass_lp
+from identity_analytics.protection._lp import INF, OPTIMAL, new_highs, pass_csc
 from identity_analytics.protection.grid import CellGrid, additivity_matrix, cell_lookup
 
 __all__ = ["primary_suppression", "secondary_suppression"]
@@ -55,20 +73,26 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
 _TOL = 1e-6
-#: tables with at most this many cells are solved by one dive over the whole table
+#: reduced costs below minus this are negative (the cut coefficient is then unbounded)
+_DUAL_TOL = 1e-9
+#: tables with at most this many cells are covered as a whole
 _GLOBAL_LIMIT = 1500
-#: dive restarts after new cuts (more restarts: better patterns, more LPs)
-_MAX_RESTARTS = 6
-#: cheap cube proofs are tried for tables with at most this many dimensions
-_CUBE_PROOF_MAX_DIMS = 2
-#: extra dives from scratch (with all cuts) after a feasible pattern; the best is kept
-_POLISH_PASSES = 0
-#: fractional values at least this large are fixed to 1 together in one dive step
-_FIX_AT = 0.9
-#: recent witnesses consulted per cell (older proofs are re-derived: slower, never wrong)
-_WITNESSES_PER_CELL = 12
 #: alternative codes per dimension in a local region (large tables)
 _REGION_ALTS = 2
+#: regions take whole dimensions (smallest first) up to this many cells
+_REGION_CELLS = 3000
+#: weight of one new obligation against one unit of loss in the greedy choice
+_ALPHA = 0.5
+#: cover/audit rounds before falling back to suppressing the whole region (safe)
+_MAX_ROUNDS = 100
+#: reverse-deletion passes (each one is audited again)
+_MAX_REVERSE = 3
+#: cover/audit rounds per local-search move
+_IMPROVE_ROUNDS = 4
+#: local-search moves tried at most
+_IMPROVE_TRIALS = 4
+#: restarts of the cover with one of the costliest secondary cells forbidden
+_RESTARTS = 3
 
 
 def _check_k(k: int) -> int:
@@ -104,6 +128,557 @@ def secondary_suppression(grid: CellGrid, primary_mask: npt.ArrayLike, k: int) -
     return _Engine(grid, amat, k).run(primary)
 
 
+def _segments(ptr: IntArray, which: IntArray) -> tuple[IntArray, IntArray]:
+    """Flat positions of the compressed segments ``which`` (concatenated) and their lengths."""
+    starts = ptr[which]
+    lens = ptr[which + 1] - starts
+    total = int(lens.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64), lens
+    offsets = np.repeat(starts - (np.cumsum(lens) - lens), lens)
+    return offsets + np.arange(total, dtype=np.int64), lens
+
+
+def _solver() -> Any:
+    h = new_highs()
+    h.setOptionValue("presolve", "off")
+    h.setOptionValue("threads", 1)
+    return h
+
+
+def _audit_solver() -> Any:
+    h = _solver()
+    h.setOptionValue("simplex_strategy", 4)  # primal simplex: warm re-solves per target
+    return h
+
+
+class _Structure:
+    """The additive relations as raw compressed arrays (row = relation, column = cell)."""
+
+    def __init__(self, amat: sp.csr_matrix) -> None:
+        csr = sp.csr_matrix(amat)
+        csr.sort_indices()
+        self.n_rows, self.n = (int(s) for s in csr.shape)
+        self.r_ptr = csr.indptr.astype(np.int64)
+        self.r_idx = csr.indices.astype(np.int64)
+        self.r_val = csr.data.astype(np.float64)
+        csc = sp.csc_matrix(csr)
+        csc.sort_indices()
+        self.c_ptr = csc.indptr.astype(np.int64)
+        self.c_idx = csc.indices.astype(np.int64)
+        self.c_val = csc.data.astype(np.float64)
+        #: one "pair" per nonzero (relation, cell), in row order
+        self.pair_row = np.repeat(np.arange(self.n_rows, dtype=np.int64), np.diff(self.r_ptr))
+        self.pair_cell = self.r_idx
+
+    def rows_of(self, cell: int) -> IntArray:
+        rows: IntArray = self.c_idx[self.c_ptr[cell] : self.c_ptr[cell + 1]]
+        return rows
+
+    def components(self, cells: IntArray) -> list[IntArray]:
+        """Connected components (sorted cell arrays) of ``cells`` (sorted), linked by
+        relations."""
+        m = cells.size
+        if m == 0:
+            return []
+        pos, lens = _segments(self.c_ptr, cells)
+        owner = np.repeat(np.arange(m, dtype=np.int64), lens)
+        rows = self.c_idx[pos]
+        order = np.argsort(rows, kind="stable")
+        rows, owner = rows[order], owner[order]
+        same = rows[1:] == rows[:-1]
+        parent = list(range(m))
+        for a, b in zip(owner[:-1][same].tolist(), owner[1:][same].tolist(), strict=True):
+            while parent[a] != a:
+                parent[a] = parent[parent[a]]
+                a = parent[a]
+            while parent[b] != b:
+                parent[b] = parent[parent[b]]
+                b = parent[b]
+            if a != b:
+                parent[a] = b
+        roots = []
+        for i in range(m):
+            r = i
+            while parent[r] != r:
+                r = parent[r]
+            roots.append(r)
+        lab = np.asarray(roots, dtype=np.int64)
+        order = np.argsort(lab, kind="stable")
+        splits = np.flatnonzero(np.diff(lab[order])) + 1
+        return [cells[part] for part in np.split(order, splits)]
+
+
+class _Pool:
+    """Witness tables: sparse deviations from the true table, each consistent with the
+    published cells whenever every cell it moves is suppressed."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self._idx: list[IntArray] = []
+        self._val: list[FloatArray] = []
+        self.count = 0
+        self._built = -1
+        self._e_cell = np.zeros(0, dtype=np.int64)
+        self._e_wid = np.zeros(0, dtype=np.int64)
+        self._w_ptr = np.zeros(1, dtype=np.int64)
+        self._cell_ptr = np.zeros(n + 1, dtype=np.int64)
+        self._cell_wid = np.zeros(0, dtype=np.int64)
+        self._cell_val = np.zeros(0)
+
+    def add(self, idx: IntArray, val: FloatArray) -> None:
+        keep = np.abs(val) > _TOL
+        if keep.any():
+            self._idx.append(idx[keep])
+            self._val.append(val[keep])
+            self.count += 1
+
+    def _build(self) -> None:
+        if self._built == self.count:
+            return
+        if self.count:
+            lens = np.fromiter((i.size for i in self._idx), dtype=np.int64, count=self.count)
+            e_cell = np.concatenate(self._idx)
+            e_val = np.concatenate(self._val)
+        else:
+            lens = np.zeros(0, dtype=np.int64)
+            e_cell = np.zeros(0, dtype=np.int64)
+            e_val = np.zeros(0)
+        self._w_ptr = np.concatenate([[0], np.cumsum(lens)])
+        self._e_cell = e_cell
+        self._e_wid = np.repeat(np.arange(self.count, dtype=np.int64), lens)
+        order = np.argsort(e_cell, kind="stable")
+        self._cell_ptr = np.searchsorted(e_cell[order], np.arange(self.n + 1))
+        self._cell_wid = self._e_wid[order]
+        self._cell_val = e_val[order]
+        self._built = self.count
+
+    def valid(self, sup: BoolArray) -> BoolArray:
+        """Which witnesses move only cells of ``sup``."""
+        self._build()
+        bad = np.bincount(self._e_wid[~sup[self._e_cell]], minlength=self.count)
+        return np.asarray(bad == 0, dtype=bool)
+
+    def bounds(self, cells: IntArray, valid: BoolArray) -> tuple[FloatArray, FloatArray]:
+        """Max and min deviation of ``cells`` over the ``valid`` witnesses."""
+        self._build()
+        hi = np.zeros(cells.size)
+        lo = np.zeros(cells.size)
+        pos, lens = _segments(self._cell_ptr, cells)
+        if pos.size:
+            val = np.where(valid[self._cell_wid[pos]], self._cell_val[pos], 0.0)
+            some = lens > 0
+            starts = (np.cumsum(lens) - lens)[some]
+            hi[some] = np.maximum.reduceat(val, starts)
+            lo[some] = np.minimum.reduceat(val, starts)
+        return np.maximum(hi, 0.0), np.minimum(lo, 0.0)
+
+    def touching(self, cell: int) -> IntArray:
+        """Witnesses moving ``cell`` (built state)."""
+        return self._cell_wid[self._cell_ptr[cell] : self._cell_ptr[cell + 1]]
+
+    def cells_of(self, wids: IntArray) -> IntArray:
+        """Cells moved by the witnesses ``wids`` (built state), without repeats."""
+        pos, _ = _segments(self._w_ptr, wids)
+        return np.asarray(np.unique(self._e_cell[pos]), dtype=np.int64)
+
+
+class _WorldLP:
+    """Attacker LPs over the suppressed cells of one cover, re-solved for each audited cell.
+
+    Every cell suppressed at some point of the cover is a column pair (``u``: a table moved
+    up, ``w``: one moved down, deviations from the true counts, ``>= -count``), every
+    relation touching them a row pair (``A u = 0``, ``A w = 0``); cells published again are
+    fixed at 0.  The model only grows (columns and rows are added, bounds changed), so every
+    solve is a warm primal simplex re-solve.  Target ``l``: maximise ``u_l - w_l`` with both
+    moves capped at ``k``.  Components of suppressed cells do not interact: the duals of one
+    target vanish outside its component, and its witnesses are cut down to the component.
+    """
+
+    def __init__(self, st: _Structure, counts: FloatArray, k: int, h: Any) -> None:
+        self.st = st
+        self.counts = counts
+        self.k = float(k)
+        self.h = h
+        pass_csc(h, np.zeros(0), np.zeros(0), np.zeros(0),
+                 (np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0), 0),
+                 np.zeros(0), np.zeros(0))
+        self.col_of = np.full(st.n, -1, dtype=np.int64)  # cell -> local cell (cols 2c, 2c+1)
+        self.row_of = np.full(st.n_rows, -1, dtype=np.int64)  # relation -> local (2r, 2r+1)
+        self.cells = np.zeros(0, dtype=np.int64)
+        self.rels = np.zeros(0, dtype=np.int64)
+        self.free = np.zeros(0, dtype=bool)
+        self._target = -1
+        self._duals = np.zeros(0)
+        self._cache: tuple[IntArray, FloatArray, FloatArray] | None = None
+        self._mem: tuple[int, IntArray, IntArray, IntArray, FloatArray] | None = None
+
+    def sync(self, world: BoolArray) -> None:
+        """Make the suppressed cells of ``world`` free columns, the others fixed at 0."""
+        st = self.st
+        h = self.h
+        self._release()
+        cells = np.flatnonzero(world)
+        new = cells[self.col_of[cells] < 0]
+        if new.size:
+            pos, lens = _segments(st.c_ptr, new)
+            rel = st.c_idx[pos]
+            new_rels = np.unique(rel[self.row_of[rel] < 0])
+            if new_rels.size:
+                # row pairs of the new relations, with the entries of the existing columns
+                rpos, rlens = _segments(st.r_ptr, new_rels)
+                have = self.col_of[st.r_idx[rpos]] >= 0
+                owner = np.repeat(np.arange(new_rels.size, dtype=np.int64), rlens)[have]
+                col = self.col_of[st.r_idx[rpos][have]]
+                val = st.r_val[rpos][have]
+                cnt = np.bincount(owner, minlength=new_rels.size)
+                # rows u_0, w_0, u_1, w_1, ...: entries of u-row i on u-columns, then w-row i
+                first = np.cumsum(cnt) - cnt
+                rank = np.arange(owner.size) - first[owner]
+                at = 2 * first[owner] + rank
+                index = np.empty(2 * owner.size, dtype=np.int64)
+                values = np.empty(2 * owner.size)
+                index[at], values[at] = 2 * col, val
+                index[at + cnt[owner]], values[at + cnt[owner]] = 2 * col + 1, val
+                starts = np.zeros(2 * new_rels.size, dtype=np.int64)
+                starts[1:] = np.cumsum(np.repeat(cnt, 2))[:-1]
+                h.addRows(
+                    2 * new_rels.size, np.zeros(2 * new_rels.size), np.zeros(2 * new_rels.size),
+                    index.size, starts.astype(np.int32), index.astype(np.int32), values,
+                )
+                self.row_of[new_rels] = self.rels.size + np.arange(new_rels.size)
+                self.rels = np.concatenate([self.rels, new_rels])
+            # column pairs of the new cells: entries in the row pairs of their relations
+            local_rel = self.row_of[rel]
+            vals = st.c_val[pos]
+            owner = np.repeat(np.arange(new.size, dtype=np.int64), lens)
+            first = np.cumsum(lens) - lens
+            rank = np.arange(owner.size) - first[owner]
+            at = 2 * first[owner] + rank
+            index = np.empty(2 * owner.size, dtype=np.int64)
+            values = np.empty(2 * owner.size)
+            index[at], values[at] = 2 * local_rel, vals
+            index[at + lens[owner]], values[at + lens[owner]] = 2 * local_rel + 1, vals
+            starts = np.zeros(2 * new.size, dtype=np.int64)
+            starts[1:] = np.cumsum(np.repeat(lens, 2))[:-1]
+            low = np.repeat(-self.counts[new], 2)
+            h.addCols(
+                2 * new.size, np.zeros(2 * new.size), low, np.full(2 * new.size, INF),
+                index.size, starts.astype(np.int32), index.astype(np.int32), values,
+            )
+            self.col_of[new] = self.cells.size + np.arange(new.size)
+            self.cells = np.concatenate([self.cells, new])
+            self.free = np.concatenate([self.free, np.ones(new.size, dtype=bool)])
+        now = world[self.cells]
+        change = np.flatnonzero(now != self.free)
+        if change.size:
+            cols = np.empty(2 * change.size, dtype=np.int32)
+            cols[0::2], cols[1::2] = 2 * change, 2 * change + 1
+            low = np.repeat(np.where(now[change], -self.counts[self.cells[change]], 0.0), 2)
+            up = np.repeat(np.where(now[change], INF, 0.0), 2)
+            h.changeColsBounds(cols.size, cols, low, up)
+            self.free = now
+
+    def _release(self) -> None:
+        """Give the last target back its plain cost and bounds."""
+        c = self._target
+        if c >= 0:
+            both = np.array([2 * c, 2 * c + 1], dtype=np.int32)
+            a = -float(self.counts[self.cells[c]]) if self.free[c] else 0.0
+            up = INF if self.free[c] else 0.0
+            self.h.changeColsCost(2, both, np.zeros(2))
+            self.h.changeColsBounds(2, both, np.full(2, a), np.full(2, up))
+            self._target = -1
+
+    def solve(self, cell: int, comp: IntArray) -> tuple[FloatArray, FloatArray, float]:
+        """Witness tables ``u``, ``w`` over ``comp`` (the cell's component) and the width
+        they prove for ``cell``."""
+        h = self.h
+        c = int(self.col_of[cell])
+        if c != self._target:
+            self._release()
+            cap = min(float(self.counts[cell]), self.k)
+            both = np.array([2 * c, 2 * c + 1], dtype=np.int32)
+            h.changeColsCost(2, both, np.array([-1.0, 1.0]))
+            h.changeColsBounds(2, both, np.full(2, -cap), np.full(2, self.k))
+            self._target = c
+        h.run()
+        if h.getModelStatus() != OPTIMAL:
+            status = h.modelStatusToString(h.getModelStatus())
+            raise RuntimeError(f"secondary_suppression: audit LP status {status}")
+        sol = h.getSolution()
+        x = np.asarray(sol.col_value)
+        self._duals = np.asarray(sol.row_dual)
+        self._cache = None
+        cols = 2 * self.col_of[comp]
+        u, w = x[cols], x[cols + 1]
+        return u, w, float(x[2 * c] - x[2 * c + 1])
+
+    def _members(self) -> tuple[IntArray, IntArray, IntArray, FloatArray]:
+        """Cells of the model's relations (published ones included), and per entry of the
+        relations: row pair, local cell, coefficient (rebuilt when relations are added)."""
+        if self._mem is None or self._mem[0] != self.rels.size:
+            st = self.st
+            pos, lens = _segments(st.r_ptr, self.rels)
+            touched, local = np.unique(st.r_idx[pos], return_inverse=True)
+            row = np.repeat(np.arange(self.rels.size, dtype=np.int64), lens)
+            self._mem = (self.rels.size, touched, row, local, st.r_val[pos])
+        _, touched, row, local, coef = self._mem
+        return touched, row, local, coef
+
+    def _terms(self) -> tuple[IntArray, FloatArray, FloatArray]:
+        """From the row duals ``y`` of the last solve, over the cells of the model's
+        relations: the cells, each one's bound term (sum over both blocks, ``inf`` if
+        unbounded) and each one's reduced costs ``rho0 = -(A^T y)`` per block."""
+        if self._cache is None:
+            touched, row, local, coef = self._members()
+            y = self._duals
+            rho0 = np.empty((2, touched.size))
+            for blk in (0, 1):
+                rho0[blk] = -np.bincount(
+                    local, weights=coef * y[2 * row + blk], minlength=touched.size
+                )
+            term = np.where(
+                rho0 < -_DUAL_TOL, np.inf, np.maximum(rho0, 0.0) * self.counts[touched]
+            ).sum(axis=0)
+            self._cache = (touched, term, rho0)
+        return self._cache
+
+    def _target_terms(self, cells: IntArray) -> tuple[FloatArray, FloatArray]:
+        """Bound terms of ``cells`` as an ordinary cell and as the audited cell (box
+        ``[-min(a, k), k]``)."""
+        touched, term, rho0 = self._terms()
+        own = np.zeros(cells.size)
+        rho = np.zeros((2, cells.size))
+        if touched.size:
+            at = np.minimum(np.searchsorted(touched, cells), touched.size - 1)
+            hit = touched[at] == cells
+            own[hit] = term[at[hit]]
+            rho[:, hit] = rho0[:, at[hit]]
+        cap = np.minimum(self.counts[cells], self.k)
+        target = np.zeros(cells.size)
+        for blk, c_target in ((0, -1.0), (1, 1.0)):
+            r = rho[blk] + c_target
+            target += np.maximum(np.maximum(-r * self.k, r * cap), 0.0)
+        return own, target
+
+    def cut(self, cell: int) -> tuple[IntArray, FloatArray, float]:
+        """Cells, coefficients ``c`` and the audited cell's own term ``t`` of the valid
+        inequality ``sum_{j != cell} min(c_j, k) x_j >= (k - t) x_cell``, from the duals of
+        the last solve (of any cell of the same component).
+
+        Weak duality with the row duals ``y`` of one block: the reduced cost of a cell is
+        ``rho_j = c_j - (A^T y)_j``; a cell ``j`` with box ``[-a_j, inf)`` adds ``rho_j a_j``
+        to the bound on the cell's move if ``rho_j >= 0`` and is unbounded otherwise; a
+        published cell adds nothing.  Any ``y`` gives a valid inequality, so the duals of
+        one cell's LP also bound the other cells.
+        """
+        touched, term, rho0 = self._terms()
+        i = int(np.searchsorted(touched, cell))
+        coef = term.copy()
+        r_up = r_down = 0.0
+        if i < touched.size and touched[i] == cell:
+            coef[i] = 0.0
+            r_up, r_down = float(rho0[0, i]), float(rho0[1, i])
+        cap = min(float(self.counts[cell]), self.k)
+        r_up -= 1.0  # the audited cell's costs: -1 (up block), +1 (down block)
+        r_down += 1.0
+        target = max(-r_up * self.k, r_up * cap, 0.0) + max(-r_down * self.k, r_down * cap, 0.0)
+        return touched, coef, target
+
+    def narrow(self, cells: IntArray, world: BoolArray) -> BoolArray:
+        """Which of ``cells`` (suppressed cells of the last solve's component) the duals of
+        the last solve already prove narrower than k (their cut is then :meth:`cut`)."""
+        touched, term, _ = self._terms()
+        sup_terms = term[world[touched]]
+        inf = ~np.isfinite(sup_terms)
+        finite_sum = float(sup_terms[~inf].sum())
+        own, target = self._target_terms(cells)
+        own_inf = ~np.isfinite(own)
+        others_inf = int(inf.sum()) - own_inf.astype(np.int64)
+        bound = finite_sum - np.where(own_inf, 0.0, own) + target
+        return np.asarray((others_inf == 0) & (bound < self.k - _TOL), dtype=bool)
+
+
+class _Cover:
+    """Greedy covering of the known necessary conditions, restricted to one region.
+
+    Conditions on the suppression pattern ``cur`` (region-local), all met by every protected
+    pattern: no suppressed cell alone in a relation; the capacity of one relation for every
+    suppressed child with count below k; the Benders cuts found by the audit (rows with the
+    entry ``t - k`` on their cell ``l``, active while ``l`` is suppressed).
+    """
+
+    def __init__(self, eng: _Engine, region: IntArray, sup: BoolArray) -> None:
+        st = eng.st
+        k = float(eng.k)
+        self.k = k
+        m = region.size
+        self.m = m
+        self.pos = np.full(st.n, -1, dtype=np.int64)
+        self.pos[region] = np.arange(m)
+        self.fixed = sup[region].copy()
+        self.cur = self.fixed.copy()
+        self.weight = eng.weight[region]
+        self.counts = eng.counts[region]
+        # relations restricted to the region, local ids; pairs stay sorted by relation
+        if m == st.n:
+            pairs = np.arange(st.pair_row.size, dtype=np.int64)
+            self.p_row = st.pair_row
+            self.n_rows = st.n_rows
+        else:
+            pairs = np.flatnonzero(self.pos[st.pair_cell] >= 0)
+            rows, prow = np.unique(st.pair_row[pairs], return_inverse=True)
+            self.p_row = prow.astype(np.int64)
+            self.n_rows = rows.size
+        self.p_cell = self.pos[st.pair_cell[pairs]]
+        parent = st.r_val[pairs] > 0
+        self.p_cap = np.where(parent, k, np.minimum(self.counts[self.p_cell], k))
+        self.row_ptr = np.searchsorted(self.p_row, np.arange(self.n_rows + 1))
+        # capacity conditions: one per child pair of a cell with count below k
+        self.lc = np.flatnonzero(~parent & (self.counts[self.p_cell] < k))
+        self.lc_cell = self.p_cell[self.lc]
+        self.lc_row = self.p_row[self.lc]
+        # left-hand side = capacity of the relation's suppressed cells + this constant
+        self.lc_own = np.minimum(self.counts[self.lc_cell], k) - k - self.p_cap[self.lc]
+        self.lc_after = self.lc_own + self.p_cap[self.lc]  # ... once the cell is added
+        # pairs by cell, capacity conditions by relation (incremental checks)
+        self.by_cell = np.argsort(self.p_cell, kind="stable")
+        self.cell_ptr = np.searchsorted(self.p_cell[self.by_cell], np.arange(m + 1))
+        self.lc_ptr = np.searchsorted(self.lc_row, np.arange(self.n_rows + 1))
+        self.cuts = np.zeros((16, m))
+        self.pos_cuts = np.zeros((16, m))  # positive part (the trigger's entry is negative)
+        self.trig = np.zeros(16, dtype=np.int64)
+        self.n_cuts = 0
+        #: cells the greedy may not add (local search)
+        self.forbid = np.zeros(m, dtype=bool)
+
+    def add_cut(self, trigger: int, cells: IntArray, coef: FloatArray, term: float) -> None:
+        if self.n_cuts == self.cuts.shape[0]:
+            self.cuts = np.concatenate([self.cuts, np.zeros_like(self.cuts)])
+            self.pos_cuts = np.concatenate([self.pos_cuts, np.zeros_like(self.pos_cuts)])
+            self.trig = np.concatenate([self.trig, np.zeros_like(self.trig)])
+        row = self.cuts[self.n_cuts]
+        loc = self.pos[cells]
+        keep = loc >= 0  # cells outside the region stay published
+        row[loc[keep]] = np.minimum(coef[keep], self.k)
+        row[trigger] = 0.0
+        self.pos_cuts[self.n_cuts] = row
+        row[trigger] = min(term, self.k) - self.k
+        self.trig[self.n_cuts] = trigger
+        self.n_cuts += 1
+
+    def _state(
+        self, cur: BoolArray
+    ) -> tuple[IntArray, FloatArray, FloatArray, BoolArray, FloatArray, BoolArray]:
+        """Per relation: suppressed cells and their capacity; capacity conditions: left-hand
+        side and violation; cuts: left-hand side and violation."""
+        inp = cur[self.p_cell]
+        cnt = np.asarray(np.bincount(self.p_row[inp], minlength=self.n_rows), dtype=np.int64)
+        rowcap = np.asarray(
+            np.bincount(self.p_row, weights=self.p_cap * inp, minlength=self.n_rows),
+            dtype=np.float64,
+        )
+        lc_lhs = rowcap[self.lc_row] + self.lc_own
+        lc_viol = cur[self.lc_cell] & (lc_lhs < -_TOL)
+        n = self.n_cuts
+        lhs = self.cuts[:n] @ cur.astype(np.float64) if n else np.zeros(0)
+        viol = cur[self.trig[:n]] & (lhs < -_TOL)
+        return cnt, rowcap, lc_lhs, lc_viol, lhs, viol
+
+    def _ok(self, cur: BoolArray) -> bool:
+        cnt, _, _, lc_viol, _, viol = self._state(cur)
+        return not ((cnt == 1).any() or lc_viol.any() or viol.any())
+
+    def can_drop(self, cell: int) -> bool:
+        """Whether the known (necessary) conditions allow publishing ``cell`` again."""
+        cur = self.cur.copy()
+        cur[cell] = False
+        return self._ok(cur)
+
+    def greedy(self) -> None:
+        """Add cells until every known condition holds."""
+        cur = self.cur
+        k = self.k
+        m = self.m
+        cuts, trig = self.cuts[: self.n_cuts], self.trig[: self.n_cuts]
+        for _ in range(m + 1):
+            cnt, rowcap, lc_lhs, lc_viol, lhs, viol = self._state(cur)
+            alone = cnt == 1
+            if not alone.any() and not lc_viol.any() and not viol.any():
+                return
+            # repairs: relations no longer alone, shares of capacity and cut deficits
+            gain = np.bincount(self.p_cell, weights=alone[self.p_row], minlength=m)
+            if lc_viol.any():
+                deficit = -lc_lhs[lc_viol]
+                pos, lens = _segments(self.row_ptr, self.lc_row[lc_viol])
+                need = np.repeat(deficit, lens)
+                gain += np.bincount(
+                    self.p_cell[pos], weights=np.minimum(self.p_cap[pos], need) / need,
+                    minlength=m,
+                )
+            if viol.any():
+                need2 = -lhs[viol][:, None]
+                gain += (np.minimum(self.pos_cuts[: self.n_cuts][viol], need2) / need2).sum(axis=0)
+            # obligations of a new cell: relations where it would be alone, its own
+            # capacity conditions and cuts
+            pen = np.bincount(self.p_cell, weights=cnt[self.p_row] == 0, minlength=m)
+            short = np.maximum(-(rowcap[self.lc_row] + self.lc_after), 0.0)
+            short[cur[self.lc_cell]] = 0.0
+            pen += np.bincount(self.lc_cell, weights=short / k, minlength=m)
+            idle_c = ~cur[trig]
+            if idle_c.any():
+                tg = trig[idle_c]
+                after_c = lhs[idle_c] + cuts[idle_c, tg]
+                pen += np.bincount(tg, weights=np.maximum(-after_c, 0.0) / k, minlength=m)
+            score = gain / (self.weight + _ALPHA * pen)
+            score[cur | self.forbid | (gain <= _TOL)] = -1.0
+            j = int(np.argmax(score))
+            if score[j] <= 0:
+                cur[:] = True  # nothing repairs the conditions: everything (always safe)
+                return
+            cur[j] = True
+
+    def loss(self) -> float:
+        return float(self.weight[self.cur & ~self.fixed].sum())
+
+    def reverse(self, only: BoolArray | None = None) -> bool:
+        """Publish again (smallest count first) every cell (of ``only``) the known
+        conditions allow."""
+        cur = self.cur
+        k_tol = -_TOL
+        cnt, rowcap, lc_lhs, _, lhs, _ = self._state(cur)
+        n = self.n_cuts
+        cuts, trig = self.cuts[:n], self.trig[:n]
+        sel = cur & ~self.fixed if only is None else cur & ~self.fixed & only
+        cand = np.flatnonzero(sel)
+        cand = cand[np.argsort(self.counts[cand], kind="stable")]
+        changed = False
+        for j in cand.tolist():
+            pj = self.by_cell[self.cell_ptr[j] : self.cell_ptr[j + 1]]
+            rows = self.p_row[pj]
+            if (cnt[rows] == 2).any():
+                continue  # the other suppressed cell would be alone
+            lcs, lens = _segments(self.lc_ptr, rows)
+            if lcs.size:
+                drop = np.repeat(self.p_cap[pj], lens)
+                live = cur[self.lc_cell[lcs]] & (self.lc_cell[lcs] != j)
+                if (live & (lc_lhs[lcs] - drop < k_tol)).any():
+                    continue
+            if n:
+                new_lhs = lhs - cuts[:, j]
+                if (cur[trig] & (trig != j) & (new_lhs < k_tol)).any():
+                    continue
+                lhs = new_lhs
+            if lcs.size:
+                lc_lhs[lcs] -= drop
+            cur[j] = False
+            cnt[rows] -= 1
+            rowcap[rows] -= self.p_cap[pj]
+            changed = True
+        return changed
+
+
 class _Engine:
     """State of one secondary-suppression run: relations, witness pool, LP solvers."""
 
@@ -111,10 +686,7 @@ class _Engine:
         self.grid = grid
         self.k = k
         self.n = grid.n_cells
-        self.csr = sp.csr_matrix(amat)
-        self.csc = sp.csc_matrix(amat)
-        self.abs_csr = sp.csr_matrix(abs(self.csr))
-        self.abs_csc = sp.csc_matrix(self.abs_csr)
+        self.st = _Structure(amat)
         self.counts = grid.counts.astype(np.float64)
         total_cells = np.flatnonzero((grid.codes < 0).all(axis=1))
         total = (
@@ -124,227 +696,196 @@ class _Engine:
         )
         self.weight = 1.0 + self.counts / (total + 1.0)
         self.pool = _Pool(self.n)
-        self.comp_cache: dict[int, _ComponentLP] = {}
-        self.lookup = cell_lookup(grid)
-        radix = np.asarray(grid.shape, dtype=np.int64) + 1
-        strides = np.ones(grid.n_dims, dtype=np.int64)
-        for j in range(grid.n_dims - 2, -1, -1):
-            strides[j] = strides[j + 1] * radix[j + 1]
-        self.strides = strides
-        self.keys = (grid.codes.astype(np.int64) + 1) @ strides
-        d = grid.n_dims
-        self.bits = ((np.arange(2**d)[:, None] >> np.arange(d)[None, :]) & 1).astype(bool)
+        self._lookup: IntArray | None = None
+        self._free: list[Any] = []  # HiGHS instances to reuse (passModel replaces the model)
+        self._cover: _Cover | None = None  # conditions known after the last cover
+        self._world: _WorldLP | None = None  # its attacker LPs
 
-    def prove_by_cubes(self, cells: IntArray, sup: BoolArray, hi: FloatArray,
-                       lo: FloatArray) -> None:
-        """Record cube witnesses lying entirely in ``sup`` for ``cells`` (cheap proofs).
+    def _new_lp(self) -> _WorldLP:
+        h = self._free.pop() if self._free else _audit_solver()
+        return _WorldLP(self.st, self.counts, self.k, h)
 
-        A cube picks a second code per dimension; its ``2**d`` cells move together (one side
-        up, the other down; along a dimension whose second code is the margin, both cells
-        move the same way), keeping every relation.  If all are suppressed it is a witness.
-        """
-        codes = self.grid.codes
-        shape = self.grid.shape
-        d = self.grid.n_dims
-        if d > _CUBE_PROOF_MAX_DIMS:
-            return
-        for cell in cells.tolist():
-            if hi[cell] - lo[cell] >= self.k - _TOL:
-                continue
-            base = codes[cell].astype(np.int64)
-            key = int(self.keys[cell])
-            alts: list[IntArray] = []
-            for j in range(d):
-                options = np.arange(-1, shape[j], dtype=np.int64)
-                options = options[options != base[j]]
-                if base[j] < 0:
-                    options = options[options >= 0]
-                nb = self.lookup[key + (options - base[j]) * self.strides[j]]
-                alts.append(options[(nb >= 0) & sup[np.maximum(nb, 0)]])
-                if alts[-1].size == 0:
-                    break
-            if len(alts) < d or any(x.size == 0 for x in alts):
-                continue
-            size = int(np.prod([x.size for x in alts]))
-            if size > 4096:
-                continue
-            grids = np.meshgrid(*alts, indexing="ij")
-            alt = np.stack([g.reshape(-1) for g in grids], axis=1)
-            corner = np.where(self.bits[None, :, :], alt[:, None, :], base[None, None, :])
-            members = self.lookup[(corner + 1) @ self.strides]
-            ok = np.asarray((members >= 0).all(axis=1), dtype=bool)
-            ok[ok] = sup[members[ok]].all(axis=1)
-            if not ok.any():
-                continue
-            members, alt = members[ok], alt[ok]
-            flip = (base[None, :] >= 0) & (alt >= 0)
-            parity = (self.bits[None, :, :] & flip[:, None, :]).sum(axis=2) % 2
-            sign = 1.0 - 2.0 * parity
-            a = self.counts[members]
-            up = np.minimum(np.where(sign < 0, a, np.inf).min(axis=1), float(self.k))
-            down = np.where(sign > 0, a, np.inf).min(axis=1)
-            for best in {int(np.argmax(up)), int(np.argmax(down))}:
-                if up[best] + down[best] <= _TOL:
-                    continue
-                n_before = len(self.pool.idx)
-                order = np.argsort(members[best])
-                idx = members[best][order]
-                self.pool.add(idx, up[best] * sign[best][order])
-                self.pool.add(idx, -down[best] * sign[best][order])
-                self.pool.update(hi, lo, n_before)
-
-    def safe_mask(self, sup: BoolArray) -> BoolArray:
-        """Cells proven at least k wide by witnesses valid for ``sup``."""
-        hi, lo = self.pool.bounds(sup)
-        return np.asarray(hi - lo >= self.k - _TOL)
-
-    # -- audit LP ------------------------------------------------------------------------
-
-    def labels(self, sup: BoolArray) -> IntArray:
-        """Connected components of suppressed cells (linked by shared relations); -1 if not
-        suppressed."""
-        cells = np.flatnonzero(sup)
-        lab = np.full(self.n, -1, dtype=np.int64)
-        if cells.size == 0:
-            return lab
-        inc = sp.csr_matrix(self.abs_csc[:, cells])
-        adj = sp.csr_matrix(inc.T @ inc)
-        _, comp = connected_components(adj, directed=False)
-        lab[cells] = comp
-        return lab
+    # -- audit ---------------------------------------------------------------------------
 
     def audit(
-        self, cell: int, sup: BoolArray, labels: IntArray, want_cut: bool
-    ) -> FloatArray | None:
-        """Maximise the attacker interval of ``cell`` (capped at k) and record witnesses.
-
-        The LP runs on the component of ``cell`` (published cells are constants) and is kept
-        for warm re-solves on other cells of the same component while ``sup`` is unchanged.
-        A tiny cost on movement makes the witness tables sparse (few cells moved), so they
-        stay valid when other cells are published again.  Returns None if the cell is safe,
-        else (``want_cut``) the coefficients ``c`` of a valid inequality ``c @ x >= k`` over
-        all cells, violated by ``sup`` (or an empty array).
-        """
-        lab = int(labels[cell])
-        clp = self.comp_cache.get(lab)
-        if clp is None:
-            clp = _ComponentLP(self, np.flatnonzero(labels == lab))
-            self.comp_cache[lab] = clp
-        return clp.solve(cell, want_cut)
-
-    @staticmethod
-    def _expect_optimal(h: Any) -> None:
-        status = h.modelStatusToString(h.getModelStatus())
-        if status != "Optimal":
-            raise RuntimeError(f"secondary_suppression: audit LP status {status}")
-
-    # -- dive ----------------------------------------------------------------------------
-
-    def dive(self, region: IntArray, sup: BoolArray, restarts: int) -> BoolArray:
-        """Extend ``sup`` inside ``region`` until every suppressed region cell is safe."""
-        n_reg = region.size
-        pos = np.full(self.n, -1, dtype=np.int64)
-        pos[region] = np.arange(n_reg)
-        fixed = sup[region]
-        inside = np.zeros(self.n, dtype=bool)
-        inside[region] = True
-        # structural rows, one per (relation, region cell): sum of the others - x_i >= 0
-        sub = sp.coo_matrix(self.abs_csr[:, region])
-        pair_row, pair_col = sub.row, sub.col
-        reg_abs = sp.csr_matrix(self.abs_csr[:, region])
-        own = sp.csr_matrix(
-            (np.full(pair_row.size, 2.0), (np.arange(pair_row.size), pair_col)),
-            shape=(pair_row.size, n_reg),
-        )
-        struct = sp.csr_matrix(reg_abs[pair_row] - own)
-        cost = np.where(fixed, 0.0, self.weight[region])
-        lower = fixed.astype(np.float64)
-        h = _solver()
-        pass_lp(
-            h, cost, lower, np.ones(n_reg), struct, np.zeros(pair_row.size),
-            np.full(pair_row.size, INF),
-        )
-        dive_fixed: list[int] = []
-        best: BoolArray | None = None
-        polish = _POLISH_PASSES
-        for _ in range(10 * n_reg + 100):
-            h.run()
-            if h.modelStatusToString(h.getModelStatus()) != "Optimal":
-                # cannot happen for valid cuts; suppressing the whole region is always safe
-                out = sup.copy()
-                out[region] = True
-                return out if best is None else best
-            x = np.asarray(h.getSolution().col_value)
-            frac = np.flatnonzero((x > 1e-6) & (x < 1.0 - 1e-6) & (lower < 0.5))
-            if frac.size:
-                pick = frac[x[frac] >= _FIX_AT]
-                if pick.size == 0:
-                    pick = frac[[int(np.argmax(x[frac]))]]
-                lower[pick] = 1.0
-                h.changeColsBounds(
-                    pick.size, pick.astype(np.int32), np.ones(pick.size), np.ones(pick.size)
-                )
-                dive_fixed.extend(pick.tolist())
+        self, world: BoolArray, targets: IntArray, pool: _Pool, lp: _WorldLP,
+        first: BoolArray | None = None,
+    ) -> list[tuple[int, IntArray, FloatArray, float]]:
+        """Prove ``targets`` (suppressed cells of ``world``) safe in ``world``; returns the
+        cuts ``(cell, cells, coefficients, own term)`` of the unprotected ones.  With
+        ``first``, the other targets are only audited once those are all safe."""
+        k = self.k
+        cuts: list[tuple[int, IntArray, FloatArray, float]] = []
+        if targets.size == 0:
+            return cuts
+        valid = pool.valid(world)
+        hi_t, lo_t = pool.bounds(targets, valid)
+        todo = targets[hi_t - lo_t < k - _TOL]
+        if todo.size == 0:
+            return cuts
+        if first is not None:
+            todo = todo[np.lexsort((self.counts[todo], ~first[todo]))]
+        else:
+            todo = todo[np.argsort(self.counts[todo], kind="stable")]
+        hi = np.zeros(self.n)
+        lo = np.zeros(self.n)
+        hi[targets], lo[targets] = hi_t, lo_t
+        lp.sync(world)
+        comps = self.st.components(np.flatnonzero(world))
+        label = np.full(self.n, -1, dtype=np.int64)
+        for i, comp in enumerate(comps):
+            label[comp] = i
+        handled = np.zeros(self.n, dtype=bool)
+        for cell in todo.tolist():
+            if hi[cell] - lo[cell] >= k - _TOL or handled[cell]:
                 continue
-            cand = sup.copy()
-            cand[region[x > 0.5]] = True
-            n_cuts = 0
-            chosen = region[x > 0.5]
-            hi, lo = self.pool.bounds_for(chosen, cand)
-            self.prove_by_cubes(chosen, cand, hi, lo)
-            # the audit world is the region: cells outside it count as published, which
-            # only narrows intervals (witnesses stay valid) and keeps the cuts consistent
-            labels = self.labels(cand & inside)
-            self.comp_cache = {}
-            for cell in chosen.tolist():
-                if hi[cell] - lo[cell] >= self.k - _TOL:
-                    continue
-                n_before = len(self.pool.idx)
-                coef = self.audit(cell, cand, labels, want_cut=True)
-                self.pool.update(hi, lo, n_before)
-                if coef is None:
-                    continue
-                n_cuts += 1
-                row = coef[region]
-                rhs = float(self.k) - _TOL
-                if not sup[cell]:
-                    row[pos[cell]] -= float(self.k)
-                    rhs = -_TOL
-                nz = np.flatnonzero(row)
-                h.addRow(rhs, INF, nz.size, nz.astype(np.int32), row[nz])
-            if n_cuts == 0:
-                if best is None or self.weight[cand].sum() < self.weight[best].sum() - _TOL:
-                    best = cand
-                if polish <= 0 or not dive_fixed:
-                    return best
-                # dive once more from scratch with every cut found so far; keep the better
-                polish -= 1
-                restarts = 0
-            if (restarts > 0 or n_cuts == 0) and dive_fixed:
-                restarts = max(restarts - 1, 0) if n_cuts else restarts
-                back = np.asarray(dive_fixed, dtype=np.int32)
-                lower[back] = 0.0
-                h.changeColsBounds(back.size, back, np.zeros(back.size), np.ones(back.size))
-                dive_fixed = []
-        raise RuntimeError("secondary_suppression: dive did not converge")
+            if first is not None and cuts and not first[cell]:
+                break  # the later cells are audited once the first ones are safe
+            lab = int(label[cell])
+            comp = comps[lab]
+            u, w, width = lp.solve(cell, comp)
+            pool.add(comp, u)
+            pool.add(comp, w)
+            hi[comp] = np.maximum(hi[comp], np.maximum(u, w))
+            lo[comp] = np.minimum(lo[comp], np.minimum(u, w))
+            if width >= k - _TOL:
+                continue
+            cuts.append((cell, *lp.cut(cell)))
+            handled[cell] = True
+            # the same duals bound the other cells: cuts without their own LP
+            rest = todo[(label[todo] == lab) & ~handled[todo]]
+            rest = rest[hi[rest] - lo[rest] < k - _TOL]
+            if rest.size:
+                for other in rest[lp.narrow(rest, world)].tolist():
+                    cuts.append((other, *lp.cut(other)))
+                    handled[other] = True
+        return cuts
+
+    # -- cover ---------------------------------------------------------------------------
+
+    def cover(self, region: IntArray, sup: BoolArray, targets: BoolArray,
+              pool: _Pool, improve: bool) -> BoolArray:
+        """Extend ``sup`` inside ``region`` until every suppressed region cell in ``targets``
+        (and every new one) is safe; cells outside the region count as published."""
+        cov = _Cover(self, region, sup)
+        lp = self._new_lp()
+        check_mask = targets[region] | ~sup[region]
+        if not self._settle(cov, lp, region, check_mask, pool, _MAX_ROUNDS, None):
+            out = sup.copy()
+            out[region] = True  # safe without proof: every cell moves up with its margins
+            return out
+        if improve:
+            self._improve(cov, lp, region, check_mask, pool)
+        self._cover = cov
+        if self._world is not None:
+            self._free.append(self._world.h)
+        self._world = lp
+        world = np.zeros(self.n, dtype=bool)
+        world[region[cov.cur]] = True
+        return sup | world
+
+    def _settle(self, cov: _Cover, lp: _WorldLP, region: IntArray, check_mask: BoolArray,
+                pool: _Pool, rounds: int, bound: float | None) -> bool:
+        """Alternate greedy cover and audit (with reverse deletions) until the pattern
+        passes the audit (True), or ``rounds`` run out or its loss reaches ``bound``."""
+        reverses = 0
+        reversed_at: BoolArray | None = None
+        for _ in range(rounds):
+            cov.greedy()
+            if bound is not None:
+                cov.reverse()
+            if bound is not None and cov.loss() >= bound - _TOL:
+                return False
+            world = np.zeros(self.n, dtype=bool)
+            world[region[cov.cur]] = True
+            first = np.zeros(self.n, dtype=bool)
+            first[region[cov.fixed]] = True
+            cuts = self.audit(world, region[cov.cur & check_mask], pool, lp, first)
+            if cuts:
+                for cell, cells, coef, term in cuts:
+                    cov.add_cut(int(cov.pos[cell]), cells, coef, term)
+                continue
+            done = reverses >= _MAX_REVERSE or (
+                reversed_at is not None and np.array_equal(reversed_at, cov.cur)
+            )
+            if done or not cov.reverse():
+                return True
+            reverses += 1
+            reversed_at = cov.cur.copy()
+        return False
+
+    def _improve(self, cov: _Cover, lp: _WorldLP, region: IntArray, check_mask: BoolArray,
+                 pool: _Pool) -> None:
+        """Local search: publish one secondary cell, forbid it, cover again from there;
+        keep the result if it is cheaper and passes the audit."""
+        best = cov.cur.copy()
+        best_loss = cov.loss()
+        tried = np.zeros(cov.m, dtype=bool)
+        for _ in range(_IMPROVE_TRIALS):
+            cand = np.flatnonzero(best & ~cov.fixed & ~tried)
+            if cand.size == 0:
+                break
+            j = int(cand[np.argmax(cov.weight[cand])])
+            tried[j] = True
+            cov.cur = best.copy()
+            cov.cur[j] = False
+            cov.forbid[j] = True
+            settled = self._settle(cov, lp, region, check_mask, pool, _IMPROVE_ROUNDS,
+                                   best_loss)
+            if settled and cov.loss() < best_loss - _TOL:
+                best = cov.cur.copy()
+                best_loss = cov.loss()
+                tried[:] = False
+            cov.forbid[j] = False
+        # restarts: the cover again from the primary cells with every cut learnt so far,
+        # once freely and once with each of the costliest secondary cells forbidden
+        cand = np.flatnonzero(best & ~cov.fixed)
+        forbidden = [-1, *cand[np.argsort(-cov.weight[cand], kind="stable")][:_RESTARTS].tolist()]
+        for j in forbidden:
+            cov.cur = cov.fixed.copy()
+            if j >= 0:
+                cov.forbid[j] = True
+            settled = self._settle(cov, lp, region, check_mask, pool, 2 * _IMPROVE_ROUNDS,
+                                   best_loss)
+            if settled and cov.loss() < best_loss - _TOL:
+                best = cov.cur.copy()
+                best_loss = cov.loss()
+            if j >= 0:
+                cov.forbid[j] = False
+        cov.cur = best
 
     # -- regions (large tables) ----------------------------------------------------------
 
     def region(self, cell: int, sup: BoolArray) -> IntArray:
-        """Sub-cube around ``cell``: its code, the margin and a few cheap codes per dim."""
-        codes = self.grid.codes
-        base = codes[cell].astype(np.int64)
-        strides = self.strides
+        """Sub-cube around ``cell``: whole dimensions, smallest first, while the sub-cube
+        stays within ``_REGION_CELLS`` cells; in the others its code, the margin and a few
+        cheap codes (already suppressed first, then counts of at least k)."""
+        grid = self.grid
+        if self._lookup is None:
+            self._lookup = cell_lookup(grid)
+        lookup = self._lookup
+        radix = np.asarray(grid.shape, dtype=np.int64) + 1
+        strides = np.ones(grid.n_dims, dtype=np.int64)
+        for j in range(grid.n_dims - 2, -1, -1):
+            strides[j] = strides[j + 1] * radix[j + 1]
+        codes_per_dim = np.minimum(radix, _REGION_ALTS + 2)
+        for j in np.argsort(radix, kind="stable").tolist():
+            wider = codes_per_dim.copy()
+            wider[j] = radix[j]
+            if int(np.prod(wider)) <= _REGION_CELLS:
+                codes_per_dim = wider
+        base = grid.codes[cell].astype(np.int64)
         key = int((base + 1) @ strides)
-        lookup = self.lookup
         per_dim: list[IntArray] = []
-        for j, size in enumerate(self.grid.shape):
+        for j, size in enumerate(grid.shape):
             alts = np.arange(-1, size, dtype=np.int64)
-            if size + 1 <= _REGION_ALTS + 2:
+            if codes_per_dim[j] >= size + 1:
                 per_dim.append(alts)
                 continue
             alts = alts[(alts != base[j]) & (alts >= 0)]
             nb = lookup[key + (alts - base[j]) * strides[j]]
+            ok = nb >= 0
+            alts, nb = alts[ok], nb[ok]
             score = np.where(sup[nb], 0.0, np.where(self.counts[nb] >= self.k, 1.0, 2.0))
             score = score + self.weight[nb] * 1e-3
             best = alts[np.argsort(score, kind="stable")[:_REGION_ALTS]]
@@ -357,237 +898,81 @@ class _Engine:
     # -- pruning -------------------------------------------------------------------------
 
     def prune(self, sup: BoolArray, primary: BoolArray) -> None:
+        """Publish secondary cells again (largest loss first) while every suppressed cell
+        stays proven (by its remaining witnesses or new LPs)."""
+        k = self.k
+        st = self.st
+        pool = self.pool
         cand = np.flatnonzero(sup & ~primary)
         cand = cand[np.argsort(-self.weight[cand], kind="stable")]
-        per_row = self.abs_csr @ sup.astype(np.float64)
-        ip, rows_of = self.abs_csc.indptr, self.abs_csc.indices
+        per_row = np.bincount(st.pair_row[sup[st.pair_cell]], minlength=st.n_rows)
+        lp = self._world
+        # the conditions the cover learnt are necessary: no LP for a cell they keep
+        cov = self._cover if lp is not None else None
+        valid = pool.valid(sup)
+        label = np.full(self.n, -1, dtype=np.int64)
+        comps = st.components(np.flatnonzero(sup)) if lp is not None else []
+        for i, comp in enumerate(comps):
+            label[comp] = i
         for j in cand.tolist():
             # publishing j would leave another cell alone (determined) in one of j's relations
-            if (per_row[rows_of[ip[j] : ip[j + 1]]] < 2.5).any():
+            if (per_row[st.rows_of(j)] < 3).any():
                 continue
-            affected = self.pool.cells_with(j)
+            if cov is not None and not cov.can_drop(j):
+                continue
+            pool._build()
+            if valid.size < pool.count:
+                valid = np.concatenate([valid, np.ones(pool.count - valid.size, dtype=bool)])
+            broken = pool.touching(j)
+            broken = broken[valid[broken]]
             sup[j] = False
+            affected = pool.cells_of(broken)
             affected = affected[sup[affected]]
-            hi, lo = self.pool.bounds_for(affected, sup)
-            short = affected[hi[affected] - lo[affected] < self.k - _TOL]
-            self.prove_by_cubes(short, sup, hi, lo)
-            short = short[hi[short] - lo[short] < self.k - _TOL]
-            # large tables: j stays published only if the witnesses still prove every cell
-            ok = short.size == 0 or self.n <= _GLOBAL_LIMIT
-            if ok and short.size:
-                labels = self.labels(sup)
-                self.comp_cache = {}
+            valid_j = valid.copy()
+            valid_j[broken] = False
+            hi, lo = pool.bounds(affected, valid_j)
+            short = affected[hi - lo < k - _TOL]
+            ok = short.size == 0
+            if not ok and lp is not None:
+                ok = True
+                lp.sync(sup)
                 for cell in short.tolist():
-                    if hi[cell] - lo[cell] >= self.k - _TOL:
-                        continue
-                    n_before = len(self.pool.idx)
-                    res = self.audit(cell, sup, labels, want_cut=False)
-                    self.pool.update(hi, lo, n_before)
-                    if res is not None:
+                    # the component of the cell before j was published: a union of components
+                    comp = comps[int(label[cell])]
+                    u, w, width = lp.solve(cell, comp)
+                    pool.add(comp, u)
+                    pool.add(comp, w)
+                    if width < k - _TOL:
                         ok = False
                         break
-            if not ok:
-                sup[j] = True
+            if ok:
+                valid = valid_j
+                per_row[st.rows_of(j)] -= 1
+                if cov is not None:
+                    cov.cur[j] = False
             else:
-                per_row[rows_of[ip[j] : ip[j + 1]]] -= 1.0
+                sup[j] = True
 
     # -- driver --------------------------------------------------------------------------
 
     def run(self, primary: BoolArray) -> BoolArray:
         if self.n <= _GLOBAL_LIMIT:
-            sup = self.dive(np.arange(self.n, dtype=np.int64), primary.copy(), _MAX_RESTARTS)
-        else:
-            sup = primary.copy()
-            order = np.flatnonzero(primary)
-            order = order[np.argsort(self.counts[order], kind="stable")]
-            for cell in order.tolist():
-                hi, lo = self.pool.bounds_for(np.array([cell]), sup)
-                if hi[cell] - lo[cell] >= self.k - _TOL:
-                    continue
-                sup = self.dive(self.region(cell, sup), sup, 1)
-        self.prune(sup, primary)
+            everything = np.ones(self.n, dtype=bool)
+            sup = self.cover(np.arange(self.n, dtype=np.int64), primary.copy(), everything,
+                             self.pool, True)
+            self.prune(sup, primary)
+            return sup
+        # large tables: one region around each cell not yet safe (no pruning: without LPs
+        # over the whole table, the witnesses of other regions rarely allow any)
+        sup = primary.copy()
+        safe = np.zeros(self.n, dtype=bool)
+        order = np.flatnonzero(primary)
+        order = order[np.argsort(self.counts[order], kind="stable")]
+        for cell in order.tolist():
+            if safe[cell]:
+                continue
+            region = self.region(cell, sup)
+            new = self.cover(region, sup, ~safe, _Pool(self.n), False)
+            safe[region] |= new[region]
+            sup = new
         return sup
-
-
-class _ComponentLP:
-    """Attacker LP on one component of suppressed cells, re-solved for several target cells.
-
-    Columns ``u+ u- w+ w-`` per cell: ``u = u+ - u-`` is a table moved up, ``w`` one moved
-    down (deviations from the true counts, ``>= -count``); rows: the relations touching the
-    component, for both tables.  Target ``l``: maximise ``u_l - w_l`` with ``u_l <= k``.
-    """
-
-    def __init__(self, eng: _Engine, comp: IntArray) -> None:
-        self.eng = eng
-        self.comp = comp
-        m = comp.size
-        self.m = m
-        ip, ind, dat = eng.csc.indptr, eng.csc.indices, eng.csc.data
-        starts, ends = ip[comp], ip[comp + 1]
-        lens = ends - starts
-        take = (
-            np.concatenate([np.arange(a, b) for a, b in zip(starts, ends, strict=True)])
-            if m
-            else np.zeros(0, dtype=np.int64)
-        )
-        rows, row_local = np.unique(ind[take], return_inverse=True)
-        self.rows = rows
-        r = rows.size
-        self.r = r
-        self.target: int | None = None
-        if r == 0:
-            return
-        all_lens = np.concatenate([lens, lens, lens, lens])
-        indptr = np.concatenate([[0], np.cumsum(all_lens)])
-        indices = np.concatenate([row_local, row_local, row_local + r, row_local + r])
-        vals = dat[take]
-        values = np.concatenate([vals, -vals, vals, -vals])
-        a = eng.counts[comp]
-        inf_m = np.full(m, INF)
-        self.upper = np.concatenate([inf_m, a, inf_m, a])
-        self.eps = np.full(4 * m, 1e-4 / m)
-        zeros = np.zeros(2 * r)
-        self.h: Any = _solver()
-        pass_csc(
-            self.h, self.eps, np.zeros(4 * m), self.upper, (indptr, indices, values, 2 * r),
-            zeros, zeros,
-        )
-
-    def _cost(self, local: int, movement: bool) -> FloatArray:
-        m = self.m
-        cost = self.eps.copy() if movement else np.zeros(4 * m)
-        cost[[local, m + local, 2 * m + local, 3 * m + local]] = (-1.0, 1.0, 1.0, -1.0)
-        return cost
-
-    def solve(self, cell: int, want_cut: bool) -> FloatArray | None:
-        eng = self.eng
-        k = float(eng.k)
-        m = self.m
-        local = int(np.searchsorted(self.comp, cell))
-        if self.r == 0:
-            val = np.zeros(m)
-            val[local] = k
-            eng.pool.add(self.comp, val)
-            return None
-        h = self.h
-        if self.target is not None and self.target != local:
-            h.changeColBounds(self.target, 0.0, float(self.upper[self.target]))
-        h.changeColBounds(local, 0.0, k)
-        self.target = local
-        every = np.arange(4 * m, dtype=np.int32)
-        h.changeColsCost(4 * m, every, self._cost(local, True))
-        h.run()
-        _Engine._expect_optimal(h)
-        sol = np.asarray(h.getSolution().col_value)
-        u = sol[:m] - sol[m : 2 * m]
-        w = sol[2 * m : 3 * m] - sol[3 * m :]
-        eng.pool.add(self.comp, u)
-        eng.pool.add(self.comp, w)
-        if u[local] - w[local] >= k - _TOL:
-            return None
-        if not want_cut:
-            return np.zeros(0)
-        # exact duals: drop the movement cost and re-solve (warm start)
-        h.changeColsCost(4 * m, every, self._cost(local, False))
-        h.run()
-        _Engine._expect_optimal(h)
-        duals = np.asarray(h.getSolution().row_dual)
-        # reduced costs of every cell (published ones included) from the row duals
-        coef = np.zeros(eng.n)
-        full = np.zeros(eng.csr.shape[0])
-        r = self.r
-        for blk, sign in ((0, -1.0), (1, 1.0)):
-            full[self.rows] = duals[blk * r : (blk + 1) * r]
-            red = -(eng.csc.T @ full)
-            red[cell] += sign
-            coef += np.where(red > 1e-9, red * eng.counts, 0.0)
-            coef = np.where(red < -1e-9, np.inf, coef)
-        return np.asarray(np.minimum(coef, k), dtype=np.float64)
-
-
-class _Pool:
-    """Witness tables: sparse deviations from the true table, each consistent with the
-    published cells whenever every cell it moves is suppressed."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self.idx: list[IntArray] = []
-        self.val: list[FloatArray] = []
-        self.inv: dict[int, list[int]] = {}
-        self._mat: sp.csr_matrix | None = None
-
-    def add(self, idx: IntArray, val: FloatArray) -> None:
-        keep = np.abs(val) > _TOL
-        if not keep.any():
-            return
-        tid = len(self.idx)
-        self.idx.append(idx[keep])
-        self.val.append(val[keep])
-        self._mat = None
-        for cell in idx[keep].tolist():
-            self.inv.setdefault(cell, []).append(tid)
-
-    def matrix(self) -> sp.csr_matrix:
-        if self._mat is None:
-            if not self.idx:
-                self._mat = sp.csr_matrix((0, self.n))
-            else:
-                lens = np.fromiter((i.size for i in self.idx), dtype=np.int64)
-                indptr = np.concatenate([[0], np.cumsum(lens)])
-                self._mat = sp.csr_matrix(
-                    (np.concatenate(self.val), np.concatenate(self.idx), indptr),
-                    shape=(len(self.idx), self.n),
-                )
-        return self._mat
-
-    def bounds(self, sup: BoolArray) -> tuple[FloatArray, FloatArray]:
-        """Max and min deviation of every cell over the witnesses valid for ``sup``."""
-        mat = self.matrix()
-        if mat.shape[0] == 0:
-            return np.zeros(self.n), np.zeros(self.n)
-        pattern = sp.csr_matrix((np.ones(mat.nnz), mat.indices, mat.indptr), shape=mat.shape)
-        valid = (pattern @ (~sup).astype(np.float64)) < 0.5
-        sub = sp.csr_matrix(mat[valid])
-        hi = np.asarray(sub.max(axis=0).toarray()).ravel() if sub.shape[0] else np.zeros(self.n)
-        lo = np.asarray(sub.min(axis=0).toarray()).ravel() if sub.shape[0] else np.zeros(self.n)
-        return np.maximum(hi, 0.0), np.minimum(lo, 0.0)
-
-    def bounds_for(self, cells: IntArray, sup: BoolArray) -> tuple[FloatArray, FloatArray]:
-        """Like :meth:`bounds`, from the recent witnesses of ``cells`` (zero elsewhere)."""
-        hi = np.zeros(self.n)
-        lo = np.zeros(self.n)
-        seen: set[int] = set()
-        for cell in cells.tolist():
-            for t in self.inv.get(cell, [])[-_WITNESSES_PER_CELL:]:
-                if t in seen:
-                    continue
-                seen.add(t)
-                idx = self.idx[t]
-                if sup[idx].all():
-                    val = self.val[t]
-                    hi[idx] = np.maximum(hi[idx], val)
-                    lo[idx] = np.minimum(lo[idx], val)
-        return hi, lo
-
-    def update(self, hi: FloatArray, lo: FloatArray, start: int) -> None:
-        """Fold witnesses added since ``start`` (valid by construction) into hi/lo."""
-        for t in range(start, len(self.idx)):
-            idx, val = self.idx[t], self.val[t]
-            hi[idx] = np.maximum(hi[idx], val)
-            lo[idx] = np.minimum(lo[idx], val)
-
-    def cells_with(self, cell: int) -> IntArray:
-        """Cells moved by some witness that also moves ``cell`` (all of them: a cell whose
-        proof used ``cell`` must be re-proven when ``cell`` is published)."""
-        tids = self.inv.get(cell, [])
-        if not tids:
-            return np.zeros(0, dtype=np.int64)
-        cells = np.concatenate([self.idx[t] for t in tids])
-        return np.asarray(np.unique(cells), dtype=np.int64)
-
-
-def _solver() -> Any:
-    h = new_highs()
-    h.setOptionValue("presolve", "off")
-    h.setOptionValue("threads", 1)
-    return h
