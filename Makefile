@@ -17,7 +17,7 @@ demo: install
 	$(PY) -m identity_analytics.demo
 
 lint: install
-	$(PY) -m ruff check identity_analytics tests bench data
+	$(PY) -m ruff check identity_analytics tests bench data notebooks
 	$(PY) -m mypy
 
 # The HTML report is checked in a real headless Chromium (Debian's package).

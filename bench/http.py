@@ -5,7 +5,7 @@ adds --latency seconds to every response. The pull fetches /identities/me and
 /identities/me/demographics for --users users with --concurrency requests in flight; the
 minimum possible time is requests x latency / concurrency.
 
-    .venv/bin/python bench/http.py          # 2,000 users, 20 ms, concurrency 16
+    .venv/bin/python bench/http.py          # 2,000 users, 20 ms, concurrency 16, median of 5 pulls
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import argparse
+import statistics
 import subprocess
 import time
 
@@ -41,6 +42,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=2000)
     parser.add_argument("--latency", type=float, default=0.02)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     server = subprocess.Popen(
         [sys.executable, "-c", SERVER, str(args.users), str(args.latency)],
@@ -56,9 +58,12 @@ def main() -> None:
 
         tokens = [token_for(n) for n in range(args.users)]
         policy = ia.PrivacyPolicy(pseudonym_key=b"bench-http")
-        start, cpu = time.perf_counter(), time.process_time()
-        ds = ia.Dataset.from_klustr(url, tokens, policy=policy, concurrency=args.concurrency, progress=False)
-        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+        runs: list[tuple[float, float, int]] = []
+        for _ in range(args.repeat):
+            start, cpu = time.perf_counter(), time.process_time()
+            ds = ia.Dataset.from_klustr(url, tokens, policy=policy, concurrency=args.concurrency, progress=False)
+            runs.append((time.perf_counter() - start, time.process_time() - cpu, len(ds)))
+            ds.close()
     finally:
         server.communicate("")
     requests = 2 * args.users
@@ -66,11 +71,15 @@ def main() -> None:
     print(
         f"{args.users:,} users, {requests:,} requests, {args.latency * 1000:.0f} ms latency, "
         f"concurrency {args.concurrency}\n"
-        f"latency-bound minimum: {floor:.2f} s\n"
-        f"identity_analytics Dataset.from_klustr: {elapsed:.2f} s ({len(ds):,} identities loaded) "
-        f"= {elapsed / floor:.2f}x the minimum (target <= 1.3x); client CPU {cpu:.2f} s"
+        f"latency-bound minimum: {floor:.2f} s"
     )
-
+    for elapsed, cpu, loaded in runs:
+        print(
+            f"identity_analytics Dataset.from_klustr: {elapsed:.2f} s ({loaded:,} identities loaded) "
+            f"= {elapsed / floor:.2f}x the minimum; client CPU {cpu:.2f} s"
+        )
+    median = statistics.median(elapsed for elapsed, _, _ in runs)
+    print(f"median of {len(runs)}: {median:.2f} s = {median / floor:.2f}x the minimum (target <= 1.3x)")
 
 if __name__ == "__main__":
     main()

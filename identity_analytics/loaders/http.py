@@ -10,13 +10,13 @@ are never logged, never in a URL, never in a repr or an error message.
 from __future__ import annotations
 
 import email.utils
+import functools
 import ipaddress
 import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
@@ -125,6 +125,15 @@ class HttpSource:
         # redirects, hooks) is not needed here and costs more CPU than the request itself.
         self._transport = transport or StdlibTransport(timeout=self.retry.timeout, max_idle_per_host=max_connections)
         self._timeout = httpx.Timeout(self.retry.timeout).as_dict()
+        # One retry controller for all threads (tenacity keeps per-call state thread-local);
+        # each call passes its URL as the attempt's argument, which the retry log names.
+        self._retrying = Retrying(
+            stop=stop_after_attempt(self.retry.attempts),
+            wait=self._wait,
+            retry=retry_if_exception_type(_Transient),
+            before_sleep=_log_retry,
+            reraise=True,
+        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({safe_url(self.base_url)!r})"
@@ -150,17 +159,6 @@ class HttpSource:
             headers["Authorization"] = f"Bearer {credential}"
         return url, headers
 
-    def _retrying(self, url: str) -> dict[str, Any]:
-        return {
-            "stop": stop_after_attempt(self.retry.attempts),
-            "wait": self._wait,
-            "retry": retry_if_exception_type(_Transient),
-            "before_sleep": lambda state: logger.info(
-                "retrying %s after %s (attempt %d)", safe_url(url), state.outcome.exception(), state.attempt_number
-            ),
-            "reraise": True,
-        }
-
     def _gave_up(self, url: str, error: _Transient) -> SourceError:
         return SourceError(
             f"{safe_url(url)} failed after {self.retry.attempts} attempts ({error}); "
@@ -185,8 +183,8 @@ class HttpSource:
         if params:
             url = str(httpx.URL(url).copy_merge_params(params))
 
-        def attempt() -> httpx.Response:
-            request = httpx.Request("GET", url, headers=headers, extensions={"timeout": self._timeout})
+        def attempt(url: str) -> httpx.Response:
+            request = httpx.Request("GET", _parsed(url), headers=headers, extensions={"timeout": self._timeout})
             try:
                 response = self._transport.handle_request(request)
                 try:
@@ -198,7 +196,8 @@ class HttpSource:
             return _checked(response, accept, validate)
 
         try:
-            return Retrying(**self._retrying(url))(attempt)
+            response: httpx.Response = self._retrying(attempt, url)
+            return response
         except _Transient as error:
             raise self._gave_up(url, error) from None
 
@@ -208,6 +207,17 @@ class HttpSource:
         if isinstance(error, _Transient) and error.retry_after is not None:
             return min(MAX_RETRY_AFTER, max(error.retry_after, exponential * 0.1))
         return exponential
+
+
+def _log_retry(state: RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome else None
+    logger.info("retrying %s after %s (attempt %d)", safe_url(state.args[0]), error, state.attempt_number)
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed(url: str) -> httpx.URL:
+    """A parsed URL; bulk pulls request the same few URLs thousands of times."""
+    return httpx.URL(url)
 
 
 def _checked(
