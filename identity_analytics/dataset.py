@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 
 from identity_analytics.cohorts import CohortTable, compute_cohorts, validate_filters
@@ -20,7 +21,13 @@ from identity_analytics.load_report import LoadReport, SourceCounts
 from identity_analytics.loaders.formats import PathSpec
 from identity_analytics.loaders.http import RetryPolicy
 from identity_analytics.loaders.pipeline import load_files
-from identity_analytics.loaders.projection import ANALYTICS_TABLE, PROFILE_TABLE, create_enum_types, enum_type
+from identity_analytics.loaders.projection import (
+    ANALYTICS_TABLE,
+    MINORS_DDL,
+    PROFILE_TABLE,
+    create_enum_types,
+    enum_type,
+)
 from identity_analytics.loaders.quarantine import QUARANTINE_SCHEMA
 from identity_analytics.overlap import OverlapTable, compute_overlap
 from identity_analytics.policy import PrivacyPolicy
@@ -30,7 +37,6 @@ from identity_analytics.segments import (
     ReleaseLedger,
     Segment,
     SegmentResult,
-    collect_minors,
     population_sql,
     segment_label,
 )
@@ -288,6 +294,7 @@ class Dataset:
             con.execute(f"CREATE TABLE {ANALYTICS_TABLE} AS SELECT {_ENUM_COLUMNS} FROM _input")
             con.unregister("_input")
             con.execute(_PROFILE_DDL)
+            con.execute(MINORS_DDL)
         except BaseException:
             con.close()
             raise
@@ -324,6 +331,7 @@ class Dataset:
             con.execute(f"CREATE VIEW {ANALYTICS_TABLE} AS SELECT {', '.join(ANALYTICS_COLUMNS)} FROM {relation}")
             (rows,) = con.execute(f"SELECT count(*) FROM {ANALYTICS_TABLE}").fetchall()[0]
             con.execute(_PROFILE_DDL)
+            con.execute(MINORS_DDL)
         except duckdb.Error as error:
             con.close()
             raise LoadError(
@@ -428,15 +436,21 @@ class Dataset:
         k = self._policy.k
         if 0 < size < k:
             return SegmentResult(segment, self, None, True)
-        self._ledger.check(population, size, k, f"the size of {segment_label(segment)}")
-        self._ledger.record(population, size, f"size of {segment_label(segment)}")
+        label = segment_label(segment)
+        self._ledger.release(population, size, k, f"the size of {label}", f"size of {label}")
         return SegmentResult(segment, self, int(size), False)
+
+    def _segment_breakdown(self, segment: Segment, by: Sequence[str] | str, **kwargs: Any) -> CohortTable:
+        table = self.cohorts(by, where=segment.where, **kwargs)
+        if table.total is not None:  # the grand total is the segment's size
+            label = segment_label(segment)
+            population = population_sql(segment.where, self._policy.include_inactive)
+            (size,) = self._con.execute(f"SELECT count(*) FROM ({population})").fetchall()[0]
+            self._ledger.release(population, size, table.k, f"the breakdown of {label}", f"size of {label}")
+        return table
 
     def _segment_members(self, segment: Segment, allow_minors: bool) -> pa.Table:
         validate_filters(segment.where, self._vocabulary)
-        if not allow_minors:
-            ipad, opad = self._policy.hmac_pads()
-            collect_minors(self._con, ipad, opad, self._reference_date.isoformat())
         population = population_sql(segment.where, self._policy.include_inactive, adults_only=not allow_minors)
         (size,) = self._con.execute(f"SELECT count(*) FROM ({population})").fetchall()[0]
         k = self._policy.k
@@ -446,14 +460,32 @@ class Dataset:
                 + ("" if allow_minors else " once minors are left out")
                 + "; member lists are released only for at least k members"
             )
-        self._ledger.check(population, size, k, f"the member list of {segment_label(segment)}")
-        members = self._con.sql(f"SELECT pseudonym FROM ({population}) ORDER BY pseudonym").to_arrow_table()
-        self._ledger.record(population, size, f"member list of {segment_label(segment)}")
-        return members
+        label = segment_label(segment)
+        self._ledger.release(population, size, k, f"the member list of {label}", f"member list of {label}")
+        return self._con.sql(f"SELECT pseudonym FROM ({population}) ORDER BY pseudonym").to_arrow_table()
 
     def overlap(self, segments: Sequence[Segment]) -> OverlapTable:
-        """A protected table of the pairwise intersections of segments (sizes on the diagonal)."""
-        return compute_overlap(self._con, segments, self._vocabulary, self._policy.k, self._policy.include_inactive)
+        """A protected table of the pairwise intersections of segments (sizes on the diagonal).
+
+        Every published size and intersection passes the differencing guard, against earlier
+        releases and against each other (a segment nested in another, one person smaller, is
+        refused just as two ``segment()`` calls would be).
+        """
+        k, inactive = self._policy.k, self._policy.include_inactive
+        table = compute_overlap(self._con, segments, self._vocabulary, k, inactive)
+        populations = [population_sql(s.where, inactive) for s in segments]
+        cells = sorted(zip(*np.nonzero(~table.suppressed), strict=True), key=lambda ij: (ij[0] != ij[1], ij))
+        for i, j in cells:
+            if i > j:
+                continue
+            a, b = segments[i], segments[j]
+            if i == j:
+                population, label = populations[i], f"size of {segment_label(a)}"
+            else:
+                population = f"{populations[i]} INTERSECT {populations[j]}"
+                label = f"overlap of {segment_label(a)} and {segment_label(b)}"
+            self._ledger.release(population, int(table.counts[i, j]), k, f"the {label} in an overlap table", label)
+        return table
 
     @property
     def profiles(self) -> ProfileStore:

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from identity_analytics.cohorts import CohortTable, filter_sql
 from identity_analytics.errors import PrivacyError
-from identity_analytics.loaders.projection import ANALYTICS_TABLE, PROFILE_TABLE
+from identity_analytics.loaders.projection import ANALYTICS_TABLE, MINIMUM_MEMBER_AGE, MINORS_TABLE
 from identity_analytics.vocabulary import DIMENSIONS
 
 if TYPE_CHECKING:
@@ -29,8 +29,8 @@ if TYPE_CHECKING:
 
     from identity_analytics.dataset import Dataset
 
-#: Members younger than this (by birthdate) are left out of member lists unless allowed.
-MINIMUM_MEMBER_AGE = 16
+#: Members in this band, or younger than MINIMUM_MEMBER_AGE by birthdate, are left out of
+#: member lists unless allowed.
 MINOR_BAND = "_0_to_14"
 
 
@@ -73,8 +73,9 @@ class Segment(BaseModel):
         return cls.model_validate(yaml.safe_load(text))
 
     def save(self, path: str | Path) -> Path:
-        """Write the segment as YAML (``.yaml``/``.yml``) or JSON (any other suffix)."""
+        """Write the segment as YAML (``.yaml``/``.yml``) or JSON (any other suffix); folders are created."""
         path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(self.to_yaml() if path.suffix in (".yaml", ".yml") else self.to_json() + "\n", "utf-8")
         return path
 
@@ -97,15 +98,19 @@ class ReleaseLedger:
     def __post_init__(self) -> None:
         self.con.execute("CREATE TEMP TABLE IF NOT EXISTS _released (release INTEGER, pseudonym VARCHAR)")
 
-    def check(self, population: str, size: int, k: int, what: str) -> None:
-        """Refuse a release whose population differs from an earlier one by 1 to k-1 people."""
+    def check(self, population: str, size: int, k: int, what: str) -> bool:
+        """Refuse a release whose population differs from an earlier one by 1 to k-1 people.
+
+        Returns True when the very same population was released before (nothing new).
+        """
         if not self.sizes:
-            return
+            return False
         overlaps = dict(
             self.con.execute(
                 f"SELECT release, count(*) FROM _released JOIN ({population}) USING (pseudonym) GROUP BY release"
             ).fetchall()
         )
+        seen = False
         for release, released_size in self.sizes.items():
             difference = released_size + size - 2 * overlaps.get(release, 0)
             if 0 < difference < k:
@@ -113,12 +118,19 @@ class ReleaseLedger:
                     f"refused: {what} would differ from the earlier released {self.labels[release]} by "
                     f"fewer than k={k} people, so the two answers together would single them out"
                 )
+            seen = seen or difference == 0
+        return seen
 
     def record(self, population: str, size: int, label: str) -> None:
         release = len(self.sizes)
         self.con.execute(f"INSERT INTO _released SELECT {release}, pseudonym FROM ({population})")
         self.sizes[release] = size
         self.labels[release] = label
+
+    def release(self, population: str, size: int, k: int, what: str, label: str) -> None:
+        """Check a release against every earlier one, then remember it (once per population)."""
+        if not self.check(population, size, k, what):
+            self.record(population, size, label)
 
 
 @dataclass
@@ -131,8 +143,11 @@ class SegmentResult:
     suppressed: bool
 
     def breakdown(self, by: Sequence[str] | str, **kwargs: Any) -> CohortTable:
-        """A protected cohort table of the segment's members by other dimensions."""
-        return self.dataset.cohorts(by, where=self.segment.where, **kwargs)
+        """A protected cohort table of the segment's members by other dimensions.
+
+        Its grand total is the segment's size, so it passes the same differencing guard.
+        """
+        return self.dataset._segment_breakdown(self.segment, by, **kwargs)
 
     def members(self, allow_minors: bool = False) -> pa.Table:
         """The members' pseudonyms (one column, ``pseudonym``), sorted.
@@ -145,27 +160,16 @@ class SegmentResult:
 
 
 def population_sql(where: Mapping[str, Sequence[str]], include_inactive: bool, *, adults_only: bool = False) -> str:
-    """SQL listing the pseudonyms of a segment's population; ``adults_only`` needs ``_minors``."""
+    """SQL listing the pseudonyms of a segment's population (``adults_only``: minors left out)."""
     sql = f"SELECT pseudonym FROM {ANALYTICS_TABLE} {filter_sql(where, include_inactive)}"
     if not adults_only:
         return sql
     joiner = "AND" if "WHERE" in sql else "WHERE"
-    return f"{sql} {joiner} age <> '{MINOR_BAND}' AND pseudonym NOT IN (SELECT pseudonym FROM _minors)"
-
-
-def collect_minors(con: duckdb.DuckDBPyConnection, ipad: bytes, opad: bytes, reference_date: str) -> None:
-    """Table ``_minors``: pseudonyms of profiles younger than 16 by birthdate at the reference date."""
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _minors AS
-        SELECT sha256($opad || unhex(sha256($ipad || encode(id)))) AS pseudonym FROM {PROFILE_TABLE}
-        WHERE date_sub('year', TRY_CAST(json_extract_string(traits, '$.birthdate') AS DATE), DATE '{reference_date}')
-              < {MINIMUM_MEMBER_AGE}""",
-        {"ipad": ipad, "opad": opad},
-    )
+    return f"{sql} {joiner} age <> '{MINOR_BAND}' AND pseudonym NOT IN (SELECT pseudonym FROM {MINORS_TABLE})"
 
 
 def segment_label(segment: Segment) -> str:
     return f"segment {segment.name!r} ({json.dumps(segment.where, sort_keys=True)})"
 
 
-__all__ = ["ReleaseLedger", "Segment", "SegmentResult", "collect_minors", "population_sql"]
+__all__ = ["MINIMUM_MEMBER_AGE", "ReleaseLedger", "Segment", "SegmentResult", "population_sql"]

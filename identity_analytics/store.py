@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from identity_analytics.atomic import atomic_directory
 from identity_analytics.errors import LoadError
 from identity_analytics.load_report import LoadReport
-from identity_analytics.loaders.projection import ANALYTICS_TABLE, PROFILE_TABLE, create_enum_types
+from identity_analytics.loaders.projection import ANALYTICS_TABLE, MINORS_TABLE, PROFILE_TABLE, create_enum_types
 from identity_analytics.policy import PrivacyPolicy, PseudonymKeyWarning
 from identity_analytics.vocabulary import Vocabulary
 
@@ -29,7 +29,12 @@ if TYPE_CHECKING:
 STORE_FORMAT = "identity-analytics-store"
 STORE_VERSION = 1
 MANIFEST = "manifest.json"
-_FILES = {"identities": "identities.parquet", "profiles": "profiles.parquet", "quarantine": "quarantine.parquet"}
+_FILES = {
+    "identities": "identities.parquet",
+    "profiles": "profiles.parquet",
+    "minors": "minors.parquet",
+    "quarantine": "quarantine.parquet",
+}
 
 
 def _version() -> str:
@@ -48,6 +53,7 @@ def save_store(dataset: Dataset, path: Path, *, overwrite: bool) -> Path:
         con = dataset.connection
         con.execute(f"COPY {ANALYTICS_TABLE} TO {_literal(work / _FILES['identities'])} (FORMAT parquet)")
         con.execute(f"COPY {PROFILE_TABLE} TO {_literal(work / _FILES['profiles'])} (FORMAT parquet)")
+        con.execute(f"COPY {MINORS_TABLE} TO {_literal(work / _FILES['minors'])} (FORMAT parquet)")
         pq.write_table(dataset.quarantine, work / _FILES["quarantine"])
         manifest: dict[str, Any] = {
             "format": STORE_FORMAT,
@@ -61,6 +67,7 @@ def save_store(dataset: Dataset, path: Path, *, overwrite: bool) -> Path:
             "tables": {
                 "identities": {"file": _FILES["identities"], "rows": len(dataset)},
                 "profiles": {"file": _FILES["profiles"]},
+                "minors": {"file": _FILES["minors"]},
                 "quarantine": {"file": _FILES["quarantine"], "rows": dataset.quarantine.num_rows},
             },
         }
@@ -107,6 +114,7 @@ def open_store(cls: type[Dataset], path: Path, policy: PrivacyPolicy | None) -> 
             metadata_public::JSON AS metadata_public
             FROM read_parquet({_literal(files["profiles"])})"""
         )
+        con.execute(f"CREATE VIEW {MINORS_TABLE} AS SELECT pseudonym FROM read_parquet({_literal(files['minors'])})")
         quarantine = pq.read_table(files["quarantine"])
         con.execute(f"SELECT count(*) FROM {ANALYTICS_TABLE}").fetchall()
     except Exception as error:

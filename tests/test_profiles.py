@@ -99,3 +99,20 @@ def test_datasets_without_a_profile_store_have_no_profiles(
     assert len(analytics_only.profiles) == 0
     with pytest.raises(ia.NotFound):
         analytics_only.profiles.get("fixture-00001")
+
+
+def _keys(value: object) -> object:
+    """The key structure of a JSON value (dict keys recursively, leaves dropped)."""
+    return {k: _keys(v) for k, v in value.items()} if isinstance(value, dict) else None
+
+
+def test_golden_files_are_the_seed_payloads() -> None:
+    payloads = klustr_payloads()
+    assert json.loads((GOLDEN / "profile.json").read_text()) == payloads["/identities/me/profile"]
+    public = json.loads((GOLDEN / "public_profile.json").read_text())
+    assert _keys(public) == _keys(payloads["/identities/public/{userId}/profile"])
+
+
+def test_public_profile_of_an_unknown_id_is_not_found(seed_dataset: ia.Dataset) -> None:
+    with pytest.raises(ia.NotFound, match="'nobody'"):
+        seed_dataset.profiles.public("nobody")

@@ -111,7 +111,7 @@ def test_breakdown_is_a_protected_cohort_table(fixture_dataset: ia.Dataset) -> N
 
 def test_overlap_hides_small_intersections_and_small_differences() -> None:
     rows = [{"income": "low", "gender": "female"}] * 25 + [{"income": "low", "gender": "male"}] * 3
-    rows += [{"income": "high", "gender": "male"}] * 15
+    rows += [{"income": "high", "gender": "male"}] * 15 + [{"income": "high", "gender": "female"}] * 12
     ds = _dataset(rows)
     low = ia.Segment(name="low", where={"income": ["low"]})
     female = ia.Segment(name="female", where={"gender": ["female"]})
@@ -165,3 +165,67 @@ def test_no_released_size_in_open_zero_k(rows: list[dict[str, str]], wheres: lis
             assert result.size is None and 0 < truth < 10
         else:
             assert result.size == truth and not 0 < truth < 10
+
+
+def _minors_file(tmp_path: Path) -> Path:
+    lines = [f'{{"id": "adult-{i}", "traits": {{"birthdate": "1990-01-01", "locale": "fr"}}}}' for i in range(12)]
+    lines += [f'{{"id": "teen-{i}", "traits": {{"birthdate": "2011-06-01", "locale": "fr"}}}}' for i in range(10)]
+    return write_lines(tmp_path / "ids.ndjson", lines)
+
+
+@pytest.mark.parametrize("open_key", [b"another-key", None])
+def test_minors_stay_out_of_member_lists_of_a_store_opened_with_another_key(
+    tmp_path: Path, policy: ia.PrivacyPolicy, open_key: bytes | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ia.Dataset.from_files(_minors_file(tmp_path), policy=policy, reference_date=REFERENCE_DATE).save(tmp_path / "s")
+    monkeypatch.delenv("IDENTITY_ANALYTICS_PSEUDONYM_KEY", raising=False)
+    with pytest.warns(ia.PseudonymKeyWarning):
+        reopened = ia.Dataset.open(tmp_path / "s", policy=ia.PrivacyPolicy(pseudonym_key=open_key))
+    members = reopened.segment(ia.Segment(name="fr", where={"locale": ["fr"]})).members()
+    assert set(members.column("pseudonym").to_pylist()) == {policy.pseudonym(f"adult-{i}") for i in range(12)}
+
+
+def test_the_youngest_band_is_left_out_without_any_birthdate() -> None:
+    ds = _dataset([{"age": "_0_to_14", "gender": "female"}] * 10 + [{"age": "_35_to_44", "gender": "female"}] * 12)
+    segment = ia.Segment(name="f", where={"gender": ["female"]})
+    members = ds.segment(segment).members()
+    assert set(members.column("pseudonym").to_pylist()) == {POLICY.pseudonym(str(i)) for i in range(10, 22)}
+    assert _dataset([{"age": "_0_to_14"}] * 12).segment(ia.Segment(name="all")).members(allow_minors=True).num_rows == 12
+
+
+def test_overlap_refuses_a_segment_nested_one_person_smaller() -> None:
+    rows = [{"age": "_25_to_34", "citizenship": "FR"}] * 30 + [{"age": "_25_to_34", "citizenship": "IS"}]
+    everyone = ia.Segment(name="all", where={"age": ["_25_to_34"]})
+    all_but_one = ia.Segment(name="all-but-IS", where={"age": ["_25_to_34"], "citizenship": ["FR"]})
+    with pytest.raises(ia.PrivacyError, match="fewer than k=10 people"):
+        _dataset(rows).overlap([everyone, all_but_one])
+    ds = _dataset(rows)
+    assert ds.segment(everyone).size == 31
+    other = ia.Segment(name="FR", where={"citizenship": ["FR"]})
+    with pytest.raises(ia.PrivacyError, match="earlier released size of segment 'all'"):
+        ds.overlap([other, ia.Segment(name="none", where={"citizenship": ["DE"]})])
+
+
+def test_breakdown_totals_pass_the_differencing_guard() -> None:
+    rows = [{"age": "_25_to_34", "citizenship": "FR", "gender": "male"}] * 30
+    rows += [{"age": "_25_to_34", "citizenship": "IS", "gender": "male"}]
+    ds = _dataset(rows)
+    assert ds.segment(ia.Segment(name="all", where={"age": ["_25_to_34"]})).size == 31
+    all_but_one = ia.Segment(name="all-but-IS", where={"age": ["_25_to_34"], "citizenship": ["FR"]})
+    with pytest.raises(ia.PrivacyError, match="the breakdown of segment 'all-but-IS'"):
+        ia.SegmentResult(all_but_one, ds, None, True).breakdown(["gender"])
+
+
+def test_repeated_releases_of_one_population_are_remembered_once() -> None:
+    ds = _dataset([{"income": "low"}] * 20)
+    segment = ia.Segment(name="low", where={"income": ["low"]})
+    for _ in range(5):
+        ds.segment(segment)
+        ds.segment(segment).members()
+    (rows,) = ds.connection.execute("SELECT count(*) FROM _released").fetchall()[0]
+    assert rows == 20
+
+
+def test_segments_save_into_new_folders(tmp_path: Path) -> None:
+    segment = ia.Segment(name="s", where={"income": ["low"]})
+    assert ia.Segment.load(segment.save(tmp_path / "segments" / "s.yaml")) == segment

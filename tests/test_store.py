@@ -15,6 +15,7 @@ def test_save_and_open_round_trip(fixture_dataset: ia.Dataset, tmp_path: Path) -
     assert sorted(p.name for p in store.iterdir()) == [
         "identities.parquet",
         "manifest.json",
+        "minors.parquet",
         "profiles.parquet",
         "quarantine.parquet",
     ]

@@ -31,6 +31,12 @@ from identity_analytics.vocabulary import (
 
 ANALYTICS_TABLE = "identities"
 PROFILE_TABLE = "profiles"
+#: Pseudonyms of identities younger than MINIMUM_MEMBER_AGE by birthdate at the reference date,
+#: kept beside the analytics table (and in the store) so member lists can leave them out
+#: without recomputing pseudonyms, whatever key the store is later opened with.
+MINORS_TABLE = "minors"
+MINIMUM_MEMBER_AGE = 16
+MINORS_DDL = f"CREATE TABLE IF NOT EXISTS {MINORS_TABLE} (pseudonym VARCHAR)"
 
 #: Longest raw value kept in the load report's ``other_values``.
 MAX_OTHER_VALUE_CHARS = 100
@@ -282,6 +288,12 @@ def project(
     con.execute(
         f"""CREATE OR REPLACE VIEW {PROFILE_TABLE} AS
         SELECT id, state, traits, metadata_public FROM {IDENTITY_STAGE}"""
+    )
+    con.execute(
+        f"""CREATE OR REPLACE TABLE {MINORS_TABLE} AS
+        SELECT sha256($opad || unhex(sha256($ipad || encode(id)))) AS pseudonym FROM {IDENTITY_STAGE}
+        WHERE {_YEARS} < {MINIMUM_MEMBER_AGE}""",
+        {"ipad": ipad, "opad": opad, "reference_date": reference_date},
     )
     con.execute(f"DROP TABLE {DEMOGRAPHICS_STAGE}")
 
