@@ -1,16 +1,136 @@
-"""Directories written atomically: built in a temporary sibling, then renamed into place.
+"""Directories written atomically: built in a hidden sibling, then swapped into place.
 
-A reader never sees half a store or half a report: a run that fails or is killed leaves the
-previous directory (or none) in place; only its hidden temporary sibling may remain.
+A reader never sees half a store or half a report. On Linux an existing directory is replaced
+in one step by exchanging it with the finished work directory (``renameat2`` with
+``RENAME_EXCHANGE``); the previous tree is then removed. Where that call is unavailable the
+swap takes two renames (target to ``.<name>.old``, work directory to target); a run killed
+between them leaves the previous directory as ``.<name>.old``, and the next run puts it back
+before doing anything else. Each work directory is locked while its run lives, so the next
+successful run can tell the leftovers of killed runs from live work and removes them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
+import functools
+import os
+import re
+import secrets
 import shutil
-import tempfile
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+if sys.platform != "win32":
+    import fcntl
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+#: ``renameat2`` failures that mean "not on this system or file system", not "this rename failed".
+_EXCHANGE_UNSUPPORTED = {errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP}
+
+Renameat2 = Callable[[int, bytes, int, bytes, int], int]
+
+
+@functools.cache
+def _renameat2() -> Renameat2 | None:
+    """The C library's ``renameat2`` (glibc 2.28 and later), or None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    function.restype = ctypes.c_int
+    rename: Renameat2 = function
+    return rename
+
+
+def exchange(first: Path, second: Path) -> bool:
+    """Swap two existing paths in one atomic step; False where the system cannot do that."""
+    rename = _renameat2()
+    if rename is None:
+        return False
+    if rename(_AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in _EXCHANGE_UNSUPPORTED:
+        return False
+    raise OSError(code, os.strerror(code), str(first), None, str(second))
+
+
+def previous_copy(target: Path) -> Path:
+    """Where the two-rename swap parks the previous ``target`` between its renames."""
+    return target.with_name(f".{target.name}.old")
+
+
+def _is_work_directory(path: Path, target: Path) -> bool:
+    return re.fullmatch(rf"\.{re.escape(target.name)}\.[0-9a-f]{{12}}", path.name) is not None
+
+
+def _make_work_directory(target: Path) -> tuple[Path, int | None]:
+    """A new hidden sibling of ``target``, and an open descriptor holding its lock."""
+    while True:
+        work = target.with_name(f".{target.name}.{secrets.token_hex(6)}")
+        try:
+            work.mkdir()
+            break
+        except FileExistsError:
+            continue
+    work.chmod(0o755)  # stores and reports are meant to be read
+    if sys.platform == "win32":
+        return work, None
+    lock = os.open(work, os.O_RDONLY)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    return work, lock
+
+
+def _remove_if_abandoned(path: Path) -> None:
+    """Remove a work directory unless a live run holds its lock."""
+    if sys.platform == "win32":
+        return  # without the lock a killed run's leftovers cannot be told from live work
+    try:
+        lock = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        shutil.rmtree(path, ignore_errors=True)
+    except BlockingIOError:
+        pass  # a live run is writing it
+    finally:
+        os.close(lock)
+
+
+def _restore_previous(target: Path, marker: str) -> None:
+    """Put back a previous directory stranded by a two-rename swap that was cut short."""
+    old = previous_copy(target)
+    if not target.exists() and (old / marker).is_file():
+        os.rename(old, target)
+
+
+def _remove_leftovers(target: Path, marker: str, keep: Path) -> None:
+    """Remove what killed runs left beside ``target``: work directories and a stale previous copy."""
+    for sibling in target.parent.iterdir():
+        if sibling != keep and _is_work_directory(sibling, target):
+            _remove_if_abandoned(sibling)
+    if (target / marker).is_file():
+        shutil.rmtree(previous_copy(target), ignore_errors=True)
+
+
+def _swap_into_place(work: Path, target: Path) -> None:
+    """Make ``work`` the ``target`` directory; the previous ``target`` ends up at ``work`` (or gone)."""
+    if not target.exists():
+        os.rename(work, target)
+    elif not exchange(work, target):
+        old = previous_copy(target)
+        shutil.rmtree(old, ignore_errors=True)
+        os.rename(target, old)
+        os.rename(work, target)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -20,24 +140,24 @@ def atomic_directory(target: Path, *, marker: str, what: str, overwrite: bool) -
     An existing ``target`` is replaced only with ``overwrite`` and only when it holds
     ``marker`` (it is a ``what`` written before), never an unrelated directory.
     """
+    _restore_previous(target, marker)
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         if not overwrite:
             raise FileExistsError(f"{target} already exists; pass overwrite=True to replace it")
         if not (target / marker).is_file():
             raise FileExistsError(f"{target} exists and is not a {what}; refusing to replace it")
     target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    work.chmod(0o755)  # mkdtemp makes it private; stores and reports are meant to be read
+    work, lock = _make_work_directory(target)
     try:
-        yield work
-        if target.exists():
-            old = target.with_name(f".{target.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            target.rename(old)
-            work.rename(target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            work.rename(target)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
+        try:
+            yield work
+            _swap_into_place(work, target)
+        except BaseException:
+            _restore_previous(target, marker)
+            raise
+        finally:
+            shutil.rmtree(work, ignore_errors=True)  # the failed work, or the previous tree after an exchange
+        _remove_leftovers(target, marker, keep=work)
+    finally:
+        if lock is not None:
+            os.close(lock)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -42,6 +43,10 @@ def test_audit_records_inputs_parameters_tables_and_counts(written: Path, fixtur
     assert [i["sha256"] for i in audit["inputs"]] == [hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in INPUTS]
     assert audit["parameters"]["k"] == 10 and audit["parameters"]["reference_date"] == "2026-11-01"
     assert audit["load_report"]["identities"] == fixture_dataset.load_report.identities.model_dump()
+    demographics = fixture_dataset.load_report.demographics
+    assert audit["load_report"]["demographics"] == demographics.model_dump() and demographics.loaded > 0
+    per_file = {(f["kind"], Path(f["source"]).name): f for f in audit["load_report"]["sources"]}
+    assert per_file["demographics", "demographics.ndjson"]["loaded"] == demographics.loaded
     tables = {t["name"]: t for t in audit["tables"]}
     assert set(tables) == {"aip", "g", "parents-by-age"}
     aip = fixture_dataset.cohorts(["age", "income", "parental_status"])
@@ -92,33 +97,57 @@ main()
 """
 
 
+def _half_written_work_directory(parent: Path) -> Path | None:
+    """A hidden work directory of ``report`` that already holds a cohort file, if there is one."""
+    for candidate in parent.glob(".report.*"):
+        with contextlib.suppress(OSError):
+            if any((candidate / "cohorts").iterdir()):
+                return candidate
+    return None
+
+
 def test_a_run_killed_mid_write_leaves_the_previous_report_intact(tmp_path: Path) -> None:
     out = tmp_path / "report"
     env = dict(os.environ, IDENTITY_ANALYTICS_PSEUDONYM_KEY="k")
-    command = [
-        sys.executable,
-        "-m",
-        "identity_analytics.cli",
-        "report",
-        "--identities",
-        INPUTS[0],
-        "--by",
-        "gender",
-        "--out",
-        str(out),
-    ]
+    command = [sys.executable, "-m", "identity_analytics.cli", "report", "--identities", INPUTS[0], "--by", "gender",
+               "--out", str(out)]  # fmt: skip
     subprocess.run(command, check=True, env=env, capture_output=True)
     before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    child = subprocess.Popen([sys.executable, "-c", KILLED, INPUTS[0], str(out)], env=env)
-    deadline = time.time() + 60
-    while time.time() < deadline and not any(
-        (p / "cohorts").exists() and any((p / "cohorts").iterdir()) for p in tmp_path.glob(".report.*")
-    ):
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLED, INPUTS[0], str(out)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    half_written = None
+    deadline = time.time() + 120
+    while half_written is None and child.poll() is None and time.time() < deadline:
+        half_written = _half_written_work_directory(tmp_path)
         time.sleep(0.05)
+    still_running = child.poll() is None
     os.kill(child.pid, signal.SIGKILL)
-    child.wait()
+    _, stderr = child.communicate()
+    assert still_running, f"the run ended before it could be killed: {stderr!r}"
+    assert half_written is not None, "the half-written work directory was never seen"
+    assert child.returncode == -signal.SIGKILL
+    assert half_written.exists() and not (half_written / "audit.json").exists()  # killed mid-write
     after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert after == before  # the old report, whole; the half-written one never took its place
+
+    subprocess.run(command, check=True, env=env, capture_output=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["report"]  # the next run removed the killed run's leftovers
+
+
+def test_report_html_is_self_contained_and_lists_its_parameters(written: Path) -> None:
+    page = (written / "report.html").read_text()
+    images = re.findall(r"<img\b[^>]*>", page, re.IGNORECASE)
+    assert len(images) == 2
+    for image in images:
+        source = re.search(r"\ssrc=(['\"])(.*?)\1", image)
+        assert source is not None and source.group(2).startswith("data:image/png;base64,"), image[:80]
+    assert re.search(r"https?://", page, re.IGNORECASE) is None
+    assert re.search(r"<script\b[^>]*\ssrc\s*=", page, re.IGNORECASE) is None
+    assert re.search(r"<link\b|<iframe\b|@import|url\(", page, re.IGNORECASE) is None
+    parameters = dict(re.findall(r"<dt>(.*?)</dt><dd>(.*?)</dd>", page))
+    assert parameters["k"] == "10" and parameters["reference date"] == "2026-11-01"
+    assert all(Path(p).name in parameters["inputs"] for p in INPUTS)
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
