@@ -209,6 +209,24 @@ class _Structure:
         return [cells[part] for part in np.split(order, splits)]
 
 
+def _paired_entries(
+    owner: IntArray, count: IntArray, other: IntArray, value: FloatArray
+) -> tuple[IntArray, IntArray, FloatArray]:
+    """Sparse vectors in pairs (u_0, w_0, u_1, w_1, ...) for HiGHS: vector ``i`` of each pair
+    has the entries ``owner == i`` (``count[i]`` of them), at ``2 * other`` in its u-vector
+    and ``2 * other + 1`` in its w-vector.  Returns (starts, index, values)."""
+    first = np.cumsum(count) - count
+    rank = np.arange(owner.size) - first[owner]
+    at = 2 * first[owner] + rank
+    index = np.empty(2 * owner.size, dtype=np.int64)
+    values = np.empty(2 * owner.size)
+    index[at], values[at] = 2 * other, value
+    index[at + count[owner]], values[at + count[owner]] = 2 * other + 1, value
+    starts = np.zeros(2 * count.size, dtype=np.int64)
+    starts[1:] = np.cumsum(np.repeat(count, 2))[:-1]
+    return starts, index, values
+
+
 class _Pool:
     """Witness tables: sparse deviations from the true table, each consistent with the
     published cells whenever every cell it moves is suppressed."""
@@ -333,15 +351,7 @@ class _WorldLP:
                 val = st.r_val[rpos][have]
                 cnt = np.bincount(owner, minlength=new_rels.size)
                 # rows u_0, w_0, u_1, w_1, ...: entries of u-row i on u-columns, then w-row i
-                first = np.cumsum(cnt) - cnt
-                rank = np.arange(owner.size) - first[owner]
-                at = 2 * first[owner] + rank
-                index = np.empty(2 * owner.size, dtype=np.int64)
-                values = np.empty(2 * owner.size)
-                index[at], values[at] = 2 * col, val
-                index[at + cnt[owner]], values[at + cnt[owner]] = 2 * col + 1, val
-                starts = np.zeros(2 * new_rels.size, dtype=np.int64)
-                starts[1:] = np.cumsum(np.repeat(cnt, 2))[:-1]
+                starts, index, values = _paired_entries(owner, cnt, col, val)
                 h.addRows(
                     2 * new_rels.size, np.zeros(2 * new_rels.size), np.zeros(2 * new_rels.size),
                     index.size, starts.astype(np.int32), index.astype(np.int32), values,
@@ -352,15 +362,7 @@ class _WorldLP:
             local_rel = self.row_of[rel]
             vals = st.c_val[pos]
             owner = np.repeat(np.arange(new.size, dtype=np.int64), lens)
-            first = np.cumsum(lens) - lens
-            rank = np.arange(owner.size) - first[owner]
-            at = 2 * first[owner] + rank
-            index = np.empty(2 * owner.size, dtype=np.int64)
-            values = np.empty(2 * owner.size)
-            index[at], values[at] = 2 * local_rel, vals
-            index[at + lens[owner]], values[at + lens[owner]] = 2 * local_rel + 1, vals
-            starts = np.zeros(2 * new.size, dtype=np.int64)
-            starts[1:] = np.cumsum(np.repeat(lens, 2))[:-1]
+            starts, index, values = _paired_entries(owner, lens, local_rel, vals)
             low = np.repeat(-self.counts[new], 2)
             h.addCols(
                 2 * new.size, np.zeros(2 * new.size), low, np.full(2 * new.size, INF),
