@@ -35,6 +35,7 @@ bench: install
 	$(PY) bench/cohorts.py
 	$(PY) bench/suppression.py
 	$(PY) bench/http.py
+	$(PY) bench/report_1m.py
 
 fixtures: install
 	$(PY) data/fixtures/make_fixtures.py

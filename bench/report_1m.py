@@ -50,23 +50,25 @@ def main() -> None:
     ]  # fmt: skip
     env = dict(os.environ, IDENTITY_ANALYTICS_PSEUDONYM_KEY=os.environ.get("IDENTITY_ANALYTICS_PSEUDONYM_KEY", "bench"))
     start = time.perf_counter()
-    result = subprocess.run(command, env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
+    try:
+        result = subprocess.run(command, env=env, capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+        audit = json.loads((out / "audit.json").read_text()) if result.returncode == 0 else {}
+    finally:
+        shutil.rmtree(out.parent, ignore_errors=True)
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    audit = json.loads((out / "audit.json").read_text()) if result.returncode == 0 else {}
+    if result.returncode != 0:
+        sys.stderr.write(result.stderr)
+        sys.exit(f"identity-analytics report failed with exit code {result.returncode} after {seconds:.1f} s")
     size = (folder / "identities.ndjson").stat().st_size / 1e9
     print(f"identity-analytics report on {args.identities:,} identities ({size:.2f} GB NDJSON + demographics)")
     print(f"exit code {result.returncode}, {seconds:.1f} s, peak RSS {peak:.0f} MiB")
-    if audit:
-        loaded = audit["load_report"]["identities"]["loaded"]
-        tables = ", ".join(
-            f"{t['name']} ({t['cells']} cells, {t['primary_suppressions']}+{t['secondary_suppressions']} suppressed)"
-            for t in audit["tables"]
-        )
-        print(f"{loaded:,} identities loaded; tables: {tables}")
-    else:
-        print(result.stderr)
-    shutil.rmtree(out.parent, ignore_errors=True)
+    loaded = audit["load_report"]["identities"]["loaded"]
+    tables = ", ".join(
+        f"{t['name']} ({t['cells']} cells, {t['primary_suppressions']}+{t['secondary_suppressions']} suppressed)"
+        for t in audit["tables"]
+    )
+    print(f"{loaded:,} identities loaded; tables: {tables}")
 
 
 if __name__ == "__main__":
