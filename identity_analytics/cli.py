@@ -2,29 +2,32 @@
 
 Exit codes: 0 success, 2 bad input or config, 3 refused by a privacy rule, 4 a source failed
 after retries. Errors are one line on stderr naming the file or option; ``--debug`` shows the
-traceback. The pseudonym key comes from ``IDENTITY_ANALYTICS_PSEUDONYM_KEY``.
+traceback. On a terminal a spinner on stderr tells what a long load or report is doing.
+The pseudonym key comes from ``IDENTITY_ANALYTICS_PSEUDONYM_KEY``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import logging
 import os
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 import identity_analytics as ia
 from identity_analytics.loaders.http import RetryPolicy
-from identity_analytics.report import CohortSpec, ConfigError, InputSpec, ReportConfig, write_report
+from identity_analytics.report import CohortSpec, ConfigError, InputSpec, ReportConfig, describe, write_report
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_PRIVACY, EXIT_SOURCE, EXIT_INTERNAL = 0, 2, 3, 4, 1
 
@@ -47,8 +50,38 @@ AttemptsOpt = Annotated[int, typer.Option("--attempts", min=1, help="attempts pe
 
 
 def _fail(code: int, message: str) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def _say(text: str) -> None:
+    """Print a result line verbatim (paths and names may hold ``[...]``, which is not markup here)."""
+    out.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+@contextlib.contextmanager
+def _status(message: str) -> Iterator[Callable[[str], None]]:
+    """A spinner with ``message`` on stderr while a long step runs, on a terminal only.
+
+    Like the progress bars of pulls: stderr that is not a terminal gets nothing. Yields a
+    function that replaces the message.
+    """
+    if not sys.stderr.isatty():
+        yield lambda text: None
+        return
+    with err.status(escape(message)) as status:
+        yield lambda text: status.update(escape(text))
+
+
+def _count(items: Sequence[object], noun: str) -> str:
+    return f"{len(items)} {noun}{'' if len(items) == 1 else 's'}"
+
+
+def _loading(paths: Sequence[Path]) -> str:
+    """``loading a.ndjson, b.ndjson (1,234 MB)``: what a file load is busy with."""
+    sizes = [p.stat().st_size for p in paths if p.is_file()]
+    size = f" ({sum(sizes) / 1e6:,.0f} MB)" if sizes else ""
+    return f"loading {', '.join(p.name for p in paths)}{size}"
 
 
 def _run(action: Callable[[], T]) -> T:
@@ -58,7 +91,7 @@ def _run(action: Callable[[], T]) -> T:
             warnings.simplefilter("always")
             result = action()
         for warning in caught:
-            err.print(f"[yellow]warning:[/] {warning.message}", highlight=False, soft_wrap=True)
+            err.print(f"[yellow]warning:[/] {escape(str(warning.message))}", highlight=False, soft_wrap=True)
         return result
     except typer.Exit:
         raise
@@ -70,9 +103,7 @@ def _run(action: Callable[[], T]) -> T:
         if isinstance(error, ia.SourceError):
             _fail(EXIT_SOURCE, str(error))
         if isinstance(error, ValidationError):
-            first = error.errors()[0]
-            where = ".".join(map(str, first["loc"]))
-            message = first["msg"].removeprefix("Value error, ")
+            where, message = describe(error)
             _fail(EXIT_BAD_INPUT, f"{where}: {message}" if where else message)
         if isinstance(error, ia.LoadError | ConfigError | ValueError | ia.NotFound | OSError):
             _fail(EXIT_BAD_INPUT, str(error))
@@ -103,7 +134,23 @@ def _dataset(
             raise ValueError("--demographics goes with --identities, not with --store")
         return ia.Dataset.open(store, policy=policy)
     assert identities is not None
-    return ia.Dataset.from_files(identities, demographics or None, policy=policy, reference_date=reference_date)
+    with _status(_loading([*identities, *(demographics or [])])):
+        return ia.Dataset.from_files(identities, demographics or None, policy=policy, reference_date=reference_date)
+
+
+def _cohorts_from_flags(by: list[str]) -> list[CohortSpec]:
+    """One cohort table per ``--by``; a problem is reported against the flag."""
+    cohorts: list[CohortSpec] = []
+    for text in by:
+        dimensions = [d.strip() for d in text.split(",")]
+        try:
+            cohort = CohortSpec(name="table", by=dimensions)
+        except ValidationError as error:
+            raise ValueError(f"--by {text!r}: {describe(error)[1]}") from None
+        if any(c.by == cohort.by for c in cohorts):
+            raise ValueError(f"--by {text!r} is given twice")
+        cohorts.append(cohort.model_copy(update={"name": "_x_".join(dimensions)}))
+    return cohorts
 
 
 @app.callback()
@@ -132,12 +179,14 @@ def load(
     def body() -> None:
         if not identities:
             raise ValueError("give at least one --identities file")
-        ds = ia.Dataset.from_files(
-            identities, demographics or None, policy=_policy(), reference_date=_date(reference_date), strict=strict
-        )
-        ds.save(store, overwrite=overwrite)
-        out.print(str(ds.load_report), highlight=False)
-        out.print(f"store written to {store}", highlight=False)
+        with _status(_loading([*identities, *(demographics or [])])) as show:
+            ds = ia.Dataset.from_files(
+                identities, demographics or None, policy=_policy(), reference_date=_date(reference_date), strict=strict
+            )
+            show(f"writing the store to {store}")
+            ds.save(store, overwrite=overwrite)
+        _say(str(ds.load_report))
+        _say(f"store written to {store}")
 
     _run(body)
 
@@ -166,7 +215,7 @@ def pull_kratos(
             reference_date=_date(reference_date), retry=RetryPolicy(attempts=attempts),
         )  # fmt: skip
         ds.save(store, overwrite=overwrite)
-        out.print(str(ds.load_report), highlight=False)
+        _say(str(ds.load_report))
 
     _run(body)
 
@@ -192,7 +241,7 @@ def pull_klustr(
             allow_insecure=allow_insecure, reference_date=_date(reference_date), retry=RetryPolicy(attempts=attempts),
         )  # fmt: skip
         ds.save(store, overwrite=overwrite)
-        out.print(str(ds.load_report), highlight=False)
+        _say(str(ds.load_report))
 
     _run(body)
 
@@ -226,9 +275,7 @@ def report(
                 raise ValueError("give --by (e.g. --by age,income,parental_status) or --config")
             if bool(identities) == bool(store):
                 raise ValueError("give either --identities (with optional --demographics) or --store")
-            tables = [
-                CohortSpec(name="_x_".join(dims), by=dims) for dims in ([d.strip() for d in b.split(",")] for b in by)
-            ]
+            tables = _cohorts_from_flags(by)
             settings = ReportConfig(
                 input=InputSpec(
                     identities=[str(p) for p in identities or []],
@@ -246,8 +293,9 @@ def report(
             Path(spec.store) if spec.store else None, policy, settings.reference_date,
         )  # fmt: skip
         inputs = [*spec.identities, *spec.demographics, *([spec.store] if spec.store else [])]
-        written = write_report(ds, settings, out_dir, inputs)
-        out.print(f"report written to {written}", highlight=False)
+        with _status(f"computing {_count(settings.cohorts, 'cohort table')}, {_count(settings.segments, 'segment')}"):
+            written = write_report(ds, settings, out_dir, inputs)
+        _say(f"report written to {written}")
 
     _run(body)
 
@@ -270,15 +318,12 @@ def segment(
         seg = ia.Segment.load(definition)
         ds = _dataset(identities, demographics, store, _policy(k), _date(reference_date))
         result = ds.segment(seg)
-        out.print(
-            f"segment {seg.name}: {'suppressed (fewer than k)' if result.suppressed else f'{result.size:,}'}",
-            highlight=False,
-        )
+        _say(f"segment {seg.name}: {'suppressed (fewer than k)' if result.suppressed else f'{result.size:,}'}")
         for dims in breakdown or []:
-            out.print(str(result.breakdown([d.strip() for d in dims.split(",")])), highlight=False)
+            _say(str(result.breakdown([d.strip() for d in dims.split(",")])))
         if members is not None:
             result.members(allow_minors=allow_minors).to_pandas().to_csv(members, index=False)
-            out.print(f"member pseudonyms written to {members}", highlight=False)
+            _say(f"member pseudonyms written to {members}")
 
     _run(body)
 
@@ -316,7 +361,7 @@ def risk(
     def body() -> None:
         ds = _dataset(identities, demographics, store, _policy(k), _date(reference_date))
         result = ds.risk([q.strip() for q in qi.split(",")], sensitive=sensitive)
-        out.print(str(result), highlight=False)
+        _say(str(result))
         table = Table("class size", "classes", "records")
         for size, classes in sorted(result.class_sizes.items())[:20]:
             table.add_row(str(size), f"{classes:,}", f"{size * classes:,}")

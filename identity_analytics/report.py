@@ -21,17 +21,79 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from identity_analytics.atomic import atomic_directory
 from identity_analytics.cohorts import PROTECT_MODES, CohortTable
 from identity_analytics.dataset import Dataset
 from identity_analytics.segments import Segment
-from identity_analytics.vocabulary import DIMENSIONS
+from identity_analytics.store import MANIFEST
+from identity_analytics.vocabulary import DIMENSIONS, Vocabulary
 
 
 class ConfigError(ValueError):
     """The report configuration is invalid; the message names the file and the field."""
+
+
+class FieldError(ValueError):
+    """A problem below the field being validated; ``path`` continues that field's location."""
+
+    def __init__(self, path: tuple[str | int, ...], message: str):
+        super().__init__(message)
+        self.path = path
+
+
+def field_location(loc: Sequence[str | int]) -> str:
+    """A validation location as written in the config: ``cohorts[1].where.citizenship``."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else part
+    return text
+
+
+def describe(error: ValidationError) -> tuple[str, str]:
+    """The location and message of the first problem of ``error`` (with a count of the others)."""
+    first = error.errors()[0]
+    loc = [*first["loc"]]
+    cause = first.get("ctx", {}).get("error")
+    if isinstance(cause, FieldError):
+        loc += cause.path
+    message = first["msg"].removeprefix("Value error, ")
+    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    return field_location(loc), message + more
+
+
+def _known_dimensions(dimensions: list[str]) -> list[str]:
+    for index, dimension in enumerate(dimensions):
+        if dimension not in DIMENSIONS:
+            raise FieldError((index,), f"unknown dimension {dimension!r}; the dimensions are {list(DIMENSIONS)}")
+        if dimensions.index(dimension) != index:
+            raise FieldError((index,), f"{dimension!r} is given twice")
+    return dimensions
+
+
+def _known_categories(where: dict[str, list[str]], info: ValidationInfo) -> dict[str, list[str]]:
+    """Known dimensions, at least one category each; known categories when the vocabulary is given."""
+    vocabulary = info.context.get("vocabulary") if isinstance(info.context, dict) else None
+    for dimension, values in where.items():
+        if dimension not in DIMENSIONS:
+            raise FieldError((dimension,), f"unknown dimension; the dimensions are {list(DIMENSIONS)}")
+        if not values:
+            raise FieldError((dimension,), "lists no category; give at least one")
+        if isinstance(vocabulary, Vocabulary):
+            categories = vocabulary.categories(dimension)
+            unknown = [v for v in values if v not in categories]
+            if unknown:
+                raise FieldError((dimension,), f"unknown categories {unknown}; the categories are {list(categories)}")
+    return where
 
 
 class _Strict(BaseModel):
@@ -52,10 +114,12 @@ class CohortSpec(_Strict):
     @field_validator("by")
     @classmethod
     def _dimensions(cls, by: list[str]) -> list[str]:
-        unknown = [d for d in by if d not in DIMENSIONS]
-        if unknown:
-            raise ValueError(f"unknown dimension(s) {unknown}; the dimensions are {list(DIMENSIONS)}")
-        return by
+        return _known_dimensions(by)
+
+    @field_validator("where")
+    @classmethod
+    def _where(cls, where: dict[str, list[str]], info: ValidationInfo) -> dict[str, list[str]]:
+        return _known_categories(where, info)
 
     @field_validator("protect")
     @classmethod
@@ -72,6 +136,16 @@ class SegmentSpec(_Strict):
     where: dict[str, list[str]] = Field(default_factory=dict)
     description: str | None = None
     breakdown: list[str] = Field(default_factory=list)
+
+    @field_validator("where")
+    @classmethod
+    def _where(cls, where: dict[str, list[str]], info: ValidationInfo) -> dict[str, list[str]]:
+        return _known_categories(where, info)
+
+    @field_validator("breakdown")
+    @classmethod
+    def _breakdown(cls, breakdown: list[str]) -> list[str]:
+        return _known_dimensions(breakdown)
 
     def segment(self) -> Segment:
         return Segment(name=self.name, where=self.where, description=self.description)
@@ -112,14 +186,37 @@ class ReportConfig(_Strict):
     def _something_to_report(self) -> ReportConfig:
         if not self.cohorts and not self.segments:
             raise ValueError("the report has no [[cohorts]] and no [[segments]]")
-        names = [c.name for c in self.cohorts]
-        if len(set(names)) != len(names):
-            raise ValueError(f"cohort names must be distinct: {names}")
+        return self
+
+    @model_validator(mode="after")
+    def _distinct_output_names(self) -> ReportConfig:
+        """Cohort, segment and breakdown names are distinct (case aside): each names an output."""
+        taken: dict[str, str] = {}
+
+        def claim(name: str, path: tuple[str | int, ...]) -> None:
+            if name.casefold() in taken:
+                raise FieldError(
+                    path,
+                    f"the name {name!r} is already taken by {taken[name.casefold()]}; "
+                    "cohort, segment and breakdown (<segment>-by-<dimension>) names must be distinct",
+                )
+            taken[name.casefold()] = field_location(path)
+
+        for index, cohort in enumerate(self.cohorts):
+            claim(cohort.name, ("cohorts", index, "name"))
+        for index, segment in enumerate(self.segments):
+            claim(segment.name, ("segments", index, "name"))
+            for position, dimension in enumerate(segment.breakdown):
+                claim(f"{segment.name}-by-{dimension}", ("segments", index, "breakdown", position))
         return self
 
     @classmethod
-    def from_toml(cls, path: str | Path) -> ReportConfig:
-        """Read and validate a TOML config; relative paths are relative to the file."""
+    def from_toml(cls, path: str | Path, vocabulary: Vocabulary | None = None) -> ReportConfig:
+        """Read and validate a TOML config; relative paths are relative to the file.
+
+        ``where`` categories are checked against ``vocabulary`` (default: the input store's
+        vocabulary, or the packaged one for input files).
+        """
         path = Path(path)
         try:
             data = tomllib.loads(path.read_text("utf-8"))
@@ -127,14 +224,12 @@ class ReportConfig(_Strict):
             raise ConfigError(f"{path}: cannot read the config ({error.strerror or type(error).__name__})") from None
         except tomllib.TOMLDecodeError as error:
             raise ConfigError(f"{path}: not valid TOML ({error})") from None
+        vocabulary = vocabulary or _input_vocabulary(data, path.parent)
         try:
-            config = cls.model_validate(data)
+            config = cls.model_validate(data, context={"vocabulary": vocabulary})
         except ValidationError as error:
-            first = error.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-            more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
-            message = first["msg"].removeprefix("Value error, ")
-            raise ConfigError(f"{path}: {where}: {message}{more}") from None
+            where, message = describe(error)
+            raise ConfigError(f"{path}: {where or '(top level)'}: {message}") from None
         return config.relative_to(path.parent)
 
     def relative_to(self, base: Path) -> ReportConfig:
@@ -150,6 +245,19 @@ class ReportConfig(_Strict):
             store=resolve(spec.store) if spec.store else None,
         )
         return self.model_copy(update={"input": resolved})
+
+
+def _input_vocabulary(data: dict[str, Any], base: Path) -> Vocabulary:
+    """The vocabulary of the config's input: a store's own, else the packaged one."""
+    spec = data.get("input")
+    store = spec.get("store") if isinstance(spec, dict) else None
+    if isinstance(store, str):
+        try:
+            manifest = json.loads((base / store / MANIFEST).read_text("utf-8"))
+            return Vocabulary(manifest["vocabulary"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # opening the store reports what is wrong with it
+    return Vocabulary.default()
 
 
 def sha256_of(path: Path) -> str:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import pty
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -108,11 +113,141 @@ def test_bad_input_exits_2_with_one_line(
     assert len([line for line in result.stderr.splitlines() if line.strip()]) == 1
 
 
-def test_bad_config_names_the_file_and_field(cli: CliRunner, tmp_path: Path) -> None:
+def test_bad_by_names_the_option(cli: CliRunner, tmp_path: Path) -> None:
+    result = cli.invoke(app, ["report", *IDS, "--by", "age,shoe_size", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: --by 'age,shoe_size': unknown dimension 'shoe_size'"), result.stderr
+    result = cli.invoke(app, ["report", *IDS, "--by", "age", "--by", " age", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "--by ' age' is given twice" in result.stderr
+
+
+INPUT = '[input]\nidentities = "missing.ndjson"\n'
+
+
+@pytest.mark.parametrize(
+    ("tables", "location", "message"),
+    [
+        ('[[cohorts]]\nname = "t"\nby = ["age", "eyes"]\n', "cohorts[0].by[1]", "unknown dimension 'eyes'"),
+        (
+            '[[cohorts]]\nname = "a"\nby = ["age"]\n'
+            '[[cohorts]]\nname = "b"\nby = ["income"]\nwhere = { citizenship = ["KE", "Atlantis"] }\n',
+            "cohorts[1].where.citizenship",
+            "unknown categories ['Atlantis']",
+        ),
+        ('[[cohorts]]\nname = "a"\nby = ["age"]\nwhere = { eyes = ["blue"] }\n', "cohorts[0].where.eyes", "unknown"),
+        ('[[segments]]\nname = "s"\nwhere = { shoe_size = ["44"] }\n', "segments[0].where.shoe_size", "unknown"),
+        ('[[segments]]\nname = "s"\nwhere = { age = ["_26_to_34"] }\n', "segments[0].where.age", "'_26_to_34'"),
+        ('[[segments]]\nname = "s"\nwhere = { age = [] }\n', "segments[0].where.age", "no category"),
+        ('[[segments]]\nname = "s"\nbreakdown = ["eyes"]\n', "segments[0].breakdown[0]", "unknown dimension"),
+        (
+            '[[cohorts]]\nname = "t"\nby = ["age"]\n[[cohorts]]\nname = "t"\nby = ["income"]\n',
+            "cohorts[1].name",
+            "'t' is already taken by cohorts[0].name",
+        ),
+        (
+            '[[cohorts]]\nname = "parents-by-age"\nby = ["age"]\n'
+            '[[segments]]\nname = "parents"\nwhere = { parental_status = ["parent"] }\nbreakdown = ["age"]\n',
+            "segments[0].breakdown[0]",
+            "'parents-by-age' is already taken by cohorts[0].name",
+        ),
+        (
+            '[[cohorts]]\nname = "Parents"\nby = ["age"]\n[[segments]]\nname = "parents"\n',
+            "segments[0].name",
+            "already taken by cohorts[0].name",
+        ),
+    ],
+)
+def test_bad_config_is_refused_when_read_naming_the_file_and_field(
+    cli: CliRunner, tmp_path: Path, tables: str, location: str, message: str
+) -> None:
     config = tmp_path / "report.toml"
-    config.write_text('[input]\nidentities = "x.ndjson"\n[[cohorts]]\nname = "t"\nby = ["age", "eyes"]\n')
+    config.write_text(INPUT + tables)
     result = cli.invoke(app, ["report", "--config", str(config), "--out", str(tmp_path / "r")])
-    assert result.exit_code == 2 and f"{config}: cohorts.0.by" in result.output and "eyes" in result.output
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"error: {config}: {location}: "), result.stderr  # before missing.ndjson is read
+    assert message in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+def test_where_categories_of_a_store_input_come_from_the_store(cli: CliRunner, tmp_path: Path) -> None:
+    store = tmp_path / "s"
+    assert cli.invoke(app, ["load", *IDS, "--store", str(store)]).exit_code == 0
+    config = tmp_path / "report.toml"
+    config.write_text('[input]\nstore = "s"\n[[cohorts]]\nname = "k"\nby = ["age"]\nwhere = { citizenship = ["KE"] }\n')
+    result = cli.invoke(app, ["report", "--config", str(config), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+
+
+def test_messages_with_brackets_print_verbatim(cli: CliRunner, tmp_path: Path) -> None:
+    folder = tmp_path / "reports[a-z]"
+    folder.mkdir()
+    config = folder / "report.toml"
+    config.write_text(INPUT + '[[cohorts]]\nname = "t"\nby = ["[bold]age"]\n')
+    result = cli.invoke(app, ["report", "--config", str(config), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2
+    assert f"{folder}/report.toml: cohorts[0].by[0]: unknown dimension '[bold]age'" in result.stderr, result.stderr
+    missing = str(folder / "identities[0-9].ndjson")
+    result = cli.invoke(app, ["report", "--identities", missing, "--by", "age", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and missing in result.stderr, result.stderr
+
+
+def test_a_report_from_a_store_hashes_every_file_of_the_store(cli: CliRunner, tmp_path: Path) -> None:
+    store = tmp_path / "s"
+    assert cli.invoke(app, ["load", *IDS, "--store", str(store), "--reference-date", "2026-11-01"]).exit_code == 0
+    result = cli.invoke(app, ["report", "--store", str(store), "--by", "age", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    audit = json.loads((tmp_path / "r" / "audit.json").read_text())
+    files = sorted(p for p in store.rglob("*") if p.is_file())
+    assert len(files) >= 5 and store / "manifest.json" in files
+    assert audit["inputs"] == [
+        {"path": str(p), "bytes": p.stat().st_size, "sha256": hashlib.sha256(p.read_bytes()).hexdigest()} for p in files
+    ]
+    demographics = audit["load_report"]["demographics"]
+    assert demographics["loaded"] > 0 and demographics["read"] == sum(
+        demographics[k] for k in ("loaded", "quarantined", "duplicates")
+    )
+
+
+def test_file_loads_print_only_the_result_when_stderr_is_not_a_terminal(cli: CliRunner, tmp_path: Path) -> None:
+    result = cli.invoke(app, ["load", *IDS, "--store", str(tmp_path / "s")])
+    assert result.exit_code == 0 and result.stderr == "", result.stderr
+    assert result.stdout.splitlines()[-1] == f"store written to {tmp_path / 's'}" and "loading" not in result.stdout
+    result = cli.invoke(app, ["report", *IDS, "--by", "age", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0 and result.stderr == "", result.stderr
+    assert result.stdout == f"report written to {tmp_path / 'r'}\n"
+
+
+def test_file_loads_show_a_spinner_on_a_terminal(tmp_path: Path) -> None:
+    terminal, secondary = pty.openpty()
+    env = dict(os.environ, IDENTITY_ANALYTICS_PSEUDONYM_KEY="k", TERM="xterm", COLUMNS="200")
+    command = [
+        sys.executable,
+        "-m",
+        "identity_analytics.cli",
+        "report",
+        *IDS,
+        "--by",
+        "age",
+        "--out",
+        str(tmp_path / "r"),
+    ]
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=secondary, env=env)
+    os.close(secondary)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(terminal, 4096)
+        except OSError:  # EIO: the child closed its end of the terminal
+            break
+        if not chunk:
+            break
+        shown += chunk
+    stdout, _ = child.communicate(timeout=120)
+    os.close(terminal)
+    assert child.returncode == 0, shown
+    assert stdout.decode() == f"report written to {tmp_path / 'r'}\n"
+    assert (
+        b"loading identities.ndjson, demographics.ndjson" in shown and b"computing 1 cohort table, 0 segments" in shown
+    )
 
 
 def test_privacy_refusal_exits_3(cli: CliRunner, tmp_path: Path) -> None:
