@@ -190,7 +190,8 @@ def test_the_youngest_band_is_left_out_without_any_birthdate() -> None:
     segment = ia.Segment(name="f", where={"gender": ["female"]})
     members = ds.segment(segment).members()
     assert set(members.column("pseudonym").to_pylist()) == {POLICY.pseudonym(str(i)) for i in range(10, 22)}
-    assert _dataset([{"age": "_0_to_14"}] * 12).segment(ia.Segment(name="all")).members(allow_minors=True).num_rows == 12
+    children = _dataset([{"age": "_0_to_14"}] * 12).segment(ia.Segment(name="all"))
+    assert children.members(allow_minors=True).num_rows == 12
 
 
 def test_overlap_refuses_a_segment_nested_one_person_smaller() -> None:
