@@ -106,6 +106,8 @@ class Dataset:
         self._load_report = load_report
         self._quarantine = quarantine
         self._ledger = ReleaseLedger(con)
+        #: False for a store written before minors were kept, opened under another key
+        self._minors_known = True
 
     # construction -------------------------------------------------------------------------
 
@@ -442,15 +444,21 @@ class Dataset:
 
     def _segment_breakdown(self, segment: Segment, by: Sequence[str] | str, **kwargs: Any) -> CohortTable:
         table = self.cohorts(by, where=segment.where, **kwargs)
-        if table.total is not None:  # the grand total is the segment's size
+        if not table.suppressed.all():  # the published cells add up to (a bound on) the segment's size
             label = segment_label(segment)
             population = population_sql(segment.where, self._policy.include_inactive)
             (size,) = self._con.execute(f"SELECT count(*) FROM ({population})").fetchall()[0]
-            self._ledger.release(population, size, table.k, f"the breakdown of {label}", f"size of {label}")
+            k = max(self._policy.k, table.k)
+            self._ledger.release(population, size, k, f"the breakdown of {label}", f"size of {label}")
         return table
 
     def _segment_members(self, segment: Segment, allow_minors: bool) -> pa.Table:
         validate_filters(segment.where, self._vocabulary)
+        if not allow_minors and not self._minors_known:
+            raise PrivacyError(
+                "refused: this store predates the record of minors and was opened with another pseudonym "
+                "key, so minors cannot be left out of member lists; open it with the key it was written with"
+            )
         population = population_sql(segment.where, self._policy.include_inactive, adults_only=not allow_minors)
         (size,) = self._con.execute(f"SELECT count(*) FROM ({population})").fetchall()[0]
         k = self._policy.k
@@ -475,16 +483,17 @@ class Dataset:
         table = compute_overlap(self._con, segments, self._vocabulary, k, inactive)
         populations = [population_sql(s.where, inactive) for s in segments]
         cells = sorted(zip(*np.nonzero(~table.suppressed), strict=True), key=lambda ij: (ij[0] != ij[1], ij))
-        for i, j in cells:
-            if i > j:
-                continue
-            a, b = segments[i], segments[j]
-            if i == j:
-                population, label = populations[i], f"size of {segment_label(a)}"
-            else:
-                population = f"{populations[i]} INTERSECT {populations[j]}"
-                label = f"overlap of {segment_label(a)} and {segment_label(b)}"
-            self._ledger.release(population, int(table.counts[i, j]), k, f"the {label} in an overlap table", label)
+        with self._ledger.all_or_nothing():
+            for i, j in cells:
+                if i > j:
+                    continue
+                a, b = segments[i], segments[j]
+                if i == j:
+                    population, label = populations[i], f"size of {segment_label(a)}"
+                else:
+                    population = f"{populations[i]} INTERSECT {populations[j]}"
+                    label = f"overlap of {segment_label(a)} and {segment_label(b)}"
+                self._ledger.release(population, int(table.counts[i, j]), k, f"the {label} in an overlap table", label)
         return table
 
     @property

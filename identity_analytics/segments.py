@@ -9,8 +9,9 @@ difference of the two answers would single those people out.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -126,6 +127,18 @@ class ReleaseLedger:
         self.con.execute(f"INSERT INTO _released SELECT {release}, pseudonym FROM ({population})")
         self.sizes[release] = size
         self.labels[release] = label
+
+    @contextlib.contextmanager
+    def all_or_nothing(self) -> Iterator[None]:
+        """Releases made inside the block are forgotten again if the block raises (nothing was published)."""
+        first = len(self.sizes)
+        try:
+            yield
+        except BaseException:
+            self.con.execute("DELETE FROM _released WHERE release >= ?", [first])
+            for release in range(first, len(self.sizes)):
+                del self.sizes[release], self.labels[release]
+            raise
 
     def release(self, population: str, size: int, k: int, what: str, label: str) -> None:
         """Check a release against every earlier one, then remember it (once per population)."""

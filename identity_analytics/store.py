@@ -19,11 +19,20 @@ import pyarrow.parquet as pq
 from identity_analytics.atomic import atomic_directory
 from identity_analytics.errors import LoadError
 from identity_analytics.load_report import LoadReport
-from identity_analytics.loaders.projection import ANALYTICS_TABLE, MINORS_TABLE, PROFILE_TABLE, create_enum_types
+from identity_analytics.loaders.projection import (
+    ANALYTICS_TABLE,
+    MINORS_DDL,
+    MINORS_TABLE,
+    PROFILE_TABLE,
+    collect_minors,
+    create_enum_types,
+)
 from identity_analytics.policy import PrivacyPolicy, PseudonymKeyWarning
 from identity_analytics.vocabulary import Vocabulary
 
 if TYPE_CHECKING:
+    import duckdb
+
     from identity_analytics.dataset import Dataset
 
 STORE_FORMAT = "identity-analytics-store"
@@ -93,7 +102,8 @@ def open_store(cls: type[Dataset], path: Path, policy: PrivacyPolicy | None) -> 
     settings = manifest.get("policy", {})
     if policy is None:
         policy = PrivacyPolicy(k=settings.get("k", 10), include_inactive=settings.get("include_inactive", False))
-    if settings.get("pseudonym_key_id") not in (None, policy.key_id()):
+    key_matches = settings.get("pseudonym_key_id") in (None, policy.key_id())
+    if not key_matches:
         warnings.warn(
             f"the store {path} was written with another pseudonym key: its pseudonyms will not "
             "join with pseudonyms computed now",
@@ -114,7 +124,8 @@ def open_store(cls: type[Dataset], path: Path, policy: PrivacyPolicy | None) -> 
             metadata_public::JSON AS metadata_public
             FROM read_parquet({_literal(files["profiles"])})"""
         )
-        con.execute(f"CREATE VIEW {MINORS_TABLE} AS SELECT pseudonym FROM read_parquet({_literal(files['minors'])})")
+        reference_date = datetime.date.fromisoformat(manifest["reference_date"])
+        minors_known = _open_minors(con, files, policy, reference_date, key_matches)
         quarantine = pq.read_table(files["quarantine"])
         con.execute(f"SELECT count(*) FROM {ANALYTICS_TABLE}").fetchall()
     except Exception as error:
@@ -125,11 +136,29 @@ def open_store(cls: type[Dataset], path: Path, policy: PrivacyPolicy | None) -> 
             f"cannot open the store {path}: {type(error).__name__}: a table file is missing or damaged",
             source=str(path),
         ) from None
-    return cls(
-        con,
-        policy,
-        vocabulary,
-        datetime.date.fromisoformat(manifest["reference_date"]),
-        LoadReport.model_validate(manifest["load_report"]),
-        quarantine,
-    )
+    report = LoadReport.model_validate(manifest["load_report"])
+    dataset = cls(con, policy, vocabulary, reference_date, report, quarantine)
+    dataset._minors_known = minors_known
+    return dataset
+
+
+def _open_minors(
+    con: duckdb.DuckDBPyConnection,
+    files: dict[str, Path],
+    policy: PrivacyPolicy,
+    reference_date: datetime.date,
+    key_matches: bool,
+) -> bool:
+    """The ``minors`` table of a store; False when it cannot be known.
+
+    Stores written before minors were kept have none: it is rebuilt from the profiles when
+    the pseudonym key is the store's own, otherwise member lists must be refused.
+    """
+    if "minors" in files:
+        con.execute(f"CREATE VIEW {MINORS_TABLE} AS SELECT pseudonym FROM read_parquet({_literal(files['minors'])})")
+        return True
+    con.execute(MINORS_DDL)
+    if not key_matches:
+        return False
+    collect_minors(con, policy, reference_date, PROFILE_TABLE, "json_extract_string(traits, '$.birthdate')")
+    return True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -230,3 +231,54 @@ def test_repeated_releases_of_one_population_are_remembered_once() -> None:
 def test_segments_save_into_new_folders(tmp_path: Path) -> None:
     segment = ia.Segment(name="s", where={"income": ["low"]})
     assert ia.Segment.load(segment.save(tmp_path / "segments" / "s.yaml")) == segment
+
+
+def test_breakdown_without_margins_passes_the_guard_too() -> None:
+    rows = [{"age": "_25_to_34", "income": "low", "gender": "male"}] * 97
+    rows += [{"age": "_25_to_34", "income": "high", "gender": "male"}] * 3
+    ds = _dataset(rows)
+    assert ds.segment(ia.Segment(name="all", where={"age": ["_25_to_34"]})).size == 100
+    most = ia.SegmentResult(ia.Segment(name="low", where={"age": ["_25_to_34"], "income": ["low"]}), ds, None, True)
+    with pytest.raises(ia.PrivacyError, match="the breakdown of segment 'low'"):
+        most.breakdown(["gender"], margins=False)
+    with pytest.raises(ia.PrivacyError, match="the breakdown of segment 'low'"):
+        most.breakdown(["gender"], k=50)
+
+
+def test_a_refused_overlap_table_releases_nothing() -> None:
+    rows = [{"age": "_25_to_34", "citizenship": "FR"}] * 30 + [{"age": "_25_to_34", "citizenship": "IS"}] * 3
+    ds = _dataset(rows)
+    everyone = ia.Segment(name="all", where={"age": ["_25_to_34"]})
+    french = ia.Segment(name="FR", where={"age": ["_25_to_34"], "citizenship": ["FR"]})
+    with pytest.raises(ia.PrivacyError):
+        ds.overlap([everyone, french])
+    assert ds.segment(french).size == 30  # "all" was never published, so this is no difference attack
+    with pytest.raises(ia.PrivacyError, match="earlier released size of segment 'FR'"):
+        ds.segment(everyone)
+
+
+def _store_without_minors(tmp_path: Path, policy: ia.PrivacyPolicy) -> Path:
+    """A store as written before minors were kept: no minors file, no manifest entry."""
+    store = ia.Dataset.from_files(_minors_file(tmp_path), policy=policy, reference_date=REFERENCE_DATE).save(
+        tmp_path / "old"
+    )
+    manifest = json.loads((store / "manifest.json").read_text())
+    (store / manifest["tables"].pop("minors")["file"]).unlink()
+    (store / "manifest.json").write_text(json.dumps(manifest))
+    return store
+
+
+def test_an_older_store_rebuilds_its_minors_under_its_own_key(tmp_path: Path, policy: ia.PrivacyPolicy) -> None:
+    reopened = ia.Dataset.open(_store_without_minors(tmp_path, policy), policy=policy)
+    members = reopened.segment(ia.Segment(name="fr", where={"locale": ["fr"]})).members()
+    assert set(members.column("pseudonym").to_pylist()) == {policy.pseudonym(f"adult-{i}") for i in range(12)}
+
+
+def test_an_older_store_under_another_key_refuses_member_lists(tmp_path: Path, policy: ia.PrivacyPolicy) -> None:
+    store = _store_without_minors(tmp_path, policy)
+    with pytest.warns(ia.PseudonymKeyWarning):
+        reopened = ia.Dataset.open(store, policy=ia.PrivacyPolicy(pseudonym_key=b"another-key"))
+    segment = ia.Segment(name="fr", where={"locale": ["fr"]})
+    with pytest.raises(ia.PrivacyError, match="minors cannot be left out"):
+        reopened.segment(segment).members()
+    assert reopened.segment(segment).members(allow_minors=True).num_rows == 22

@@ -289,13 +289,26 @@ def project(
         f"""CREATE OR REPLACE VIEW {PROFILE_TABLE} AS
         SELECT id, state, traits, metadata_public FROM {IDENTITY_STAGE}"""
     )
+    collect_minors(con, policy, reference_date, IDENTITY_STAGE, "trait_birthdate")
+    con.execute(f"DROP TABLE {DEMOGRAPHICS_STAGE}")
+
+
+def collect_minors(
+    con: duckdb.DuckDBPyConnection,
+    policy: PrivacyPolicy,
+    reference_date: datetime.date,
+    relation: str,
+    birthdate: str,
+) -> None:
+    """Table ``minors``: pseudonyms of the identities of ``relation`` (columns ``id`` and the
+    ``birthdate`` expression) younger than MINIMUM_MEMBER_AGE at ``reference_date``."""
+    ipad, opad = policy.hmac_pads()
     con.execute(
         f"""CREATE OR REPLACE TABLE {MINORS_TABLE} AS
-        SELECT sha256($opad || unhex(sha256($ipad || encode(id)))) AS pseudonym FROM {IDENTITY_STAGE}
-        WHERE {_YEARS} < {MINIMUM_MEMBER_AGE}""",
+        SELECT sha256($opad || unhex(sha256($ipad || encode(id)))) AS pseudonym FROM {relation}
+        WHERE date_sub('year', TRY_CAST({birthdate} AS DATE), $reference_date) < {MINIMUM_MEMBER_AGE}""",
         {"ipad": ipad, "opad": opad, "reference_date": reference_date},
     )
-    con.execute(f"DROP TABLE {DEMOGRAPHICS_STAGE}")
 
 
 def _other_values(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, int]]:
