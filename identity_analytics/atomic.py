@@ -71,20 +71,44 @@ def _is_work_directory(path: Path, target: Path) -> bool:
     return re.fullmatch(rf"\.{re.escape(target.name)}\.[0-9a-f]{{12}}", path.name) is not None
 
 
+def _lock(fd: int, *, wait: bool) -> bool:
+    """Take an exclusive ``flock`` on ``fd``; False where the file system has no such locks (NFS)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise
+    except OSError:
+        return False
+    return True
+
+
 def _make_work_directory(target: Path) -> tuple[Path, int | None]:
-    """A new hidden sibling of ``target``, and an open descriptor holding its lock."""
+    """A new hidden sibling of ``target``, and an open descriptor holding its lock.
+
+    The directory is created and locked under a name leftover cleanup ignores, then renamed
+    to its work name, so another run never sees it unlocked.
+    """
     while True:
-        work = target.with_name(f".{target.name}.{secrets.token_hex(6)}")
+        token = secrets.token_hex(6)
+        work = target.with_name(f".{target.name}.{token}")
+        making = target.with_name(f".{target.name}.{token}.new")
         try:
-            work.mkdir()
+            making.mkdir()
             break
         except FileExistsError:
             continue
-    work.chmod(0o755)  # stores and reports are meant to be read
-    if sys.platform == "win32":
-        return work, None
-    lock = os.open(work, os.O_RDONLY)
-    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        making.chmod(0o755)  # stores and reports are meant to be read
+        lock: int | None = None
+        if sys.platform != "win32":
+            lock = os.open(making, os.O_RDONLY)
+            if not _lock(lock, wait=True):
+                os.close(lock)
+                lock = None
+        os.rename(making, work)
+    except BaseException:
+        shutil.rmtree(making, ignore_errors=True)
+        raise
     return work, lock
 
 
@@ -97,8 +121,8 @@ def _remove_if_abandoned(path: Path) -> None:
     except OSError:
         return
     try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        shutil.rmtree(path, ignore_errors=True)
+        if _lock(lock, wait=False):
+            shutil.rmtree(path, ignore_errors=True)
     except BlockingIOError:
         pass  # a live run is writing it
     finally:
@@ -121,11 +145,41 @@ def _remove_leftovers(target: Path, marker: str, keep: Path) -> None:
         shutil.rmtree(previous_copy(target), ignore_errors=True)
 
 
-def _swap_into_place(work: Path, target: Path) -> None:
+def _check_replaceable(target: Path, marker: str, what: str, overwrite: bool) -> None:
+    """Refuse to replace a non-empty ``target`` without ``overwrite``, or one that is not a ``what``."""
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        if not overwrite:
+            raise FileExistsError(f"{target} already exists; pass overwrite=True to replace it")
+        if not (target / marker).is_file():
+            raise FileExistsError(f"{target} exists and is not a {what}; refusing to replace it")
+
+
+@contextlib.contextmanager
+def _target_lock(target: Path) -> Iterator[None]:
+    """Serialise the swaps and clean-ups of concurrent runs on ``target``: a lock on its parent
+    directory (held for a few renames; no lock file is left behind)."""
+    if sys.platform == "win32":
+        yield
+        return
+    fd = os.open(target.parent, os.O_RDONLY)
+    try:
+        _lock(fd, wait=True)  # without flock (NFS) runs are not serialised, as before
+        yield
+    finally:
+        os.close(fd)
+
+
+def _swap_into_place(work: Path, target: Path, marker: str, what: str, overwrite: bool) -> None:
     """Make ``work`` the ``target`` directory; the previous ``target`` ends up at ``work`` (or gone)."""
     if not target.exists():
         os.rename(work, target)
-    elif not exchange(work, target):
+    elif exchange(work, target):
+        try:
+            _check_replaceable(work, marker, what, overwrite)  # what was swapped out, had it changed
+        except FileExistsError:
+            exchange(work, target)
+            raise
+    else:
         old = previous_copy(target)
         shutil.rmtree(old, ignore_errors=True)
         os.rename(target, old)
@@ -138,26 +192,25 @@ def atomic_directory(target: Path, *, marker: str, what: str, overwrite: bool) -
     """Yield a work directory that replaces ``target`` when the block completes.
 
     An existing ``target`` is replaced only with ``overwrite`` and only when it holds
-    ``marker`` (it is a ``what`` written before), never an unrelated directory.
+    ``marker`` (it is a ``what`` written before), never an unrelated directory; this is
+    checked again at the swap.
     """
-    _restore_previous(target, marker)
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        if not overwrite:
-            raise FileExistsError(f"{target} already exists; pass overwrite=True to replace it")
-        if not (target / marker).is_file():
-            raise FileExistsError(f"{target} exists and is not a {what}; refusing to replace it")
     target.parent.mkdir(parents=True, exist_ok=True)
+    with _target_lock(target):
+        _restore_previous(target, marker)
+        _check_replaceable(target, marker, what, overwrite)
     work, lock = _make_work_directory(target)
     try:
-        try:
-            yield work
-            _swap_into_place(work, target)
-        except BaseException:
-            _restore_previous(target, marker)
-            raise
-        finally:
-            shutil.rmtree(work, ignore_errors=True)  # the failed work, or the previous tree after an exchange
-        _remove_leftovers(target, marker, keep=work)
+        yield work
+        with _target_lock(target):
+            try:
+                _check_replaceable(target, marker, what, overwrite)
+                _swap_into_place(work, target, marker, what, overwrite)
+            except BaseException:
+                _restore_previous(target, marker)
+                raise
+            _remove_leftovers(target, marker, keep=work)
     finally:
+        shutil.rmtree(work, ignore_errors=True)  # the failed work, or the previous tree after an exchange
         if lock is not None:
             os.close(lock)

@@ -39,8 +39,12 @@ def test_replacing_takes_one_exchange_on_linux(tmp_path: Path, monkeypatch: pyte
     target = tmp_path / "out"
     write(target, "first")
 
-    def no_rename(*args: object) -> None:
-        raise AssertionError("a rename was used instead of the exchange")
+    rename = os.rename
+
+    def no_rename(source: Path, destination: Path) -> None:
+        if not str(source).endswith(".new"):  # naming a fresh work directory is fine
+            raise AssertionError("a rename was used instead of the exchange")
+        rename(source, destination)
 
     monkeypatch.setattr(os, "rename", no_rename)
     write(target, "second")
@@ -62,7 +66,8 @@ import identity_analytics.atomic as atomic
 atomic.exchange = lambda first, second: False  # as on a system without renameat2
 rename, calls = os.rename, []
 def rename_then_die(source, destination):
-    calls.append(source)
+    if not str(source).endswith(".new"):  # not the naming of the work directory
+        calls.append(source)
     if len(calls) == 2:  # the target is parked as .old; die before the new one takes its place
         os.kill(os.getpid(), signal.SIGKILL)
     rename(source, destination)
@@ -157,3 +162,51 @@ def test_an_existing_directory_is_kept_without_overwrite_or_marker(tmp_path: Pat
     with pytest.raises(FileExistsError, match="is not a test directory"):
         write(other, "second")
     assert contents(target)["data.txt"] == "first" and contents(other) == {"mine.txt": ""}
+
+
+def test_a_directory_appearing_during_the_run_is_not_replaced_without_overwrite(tmp_path: Path) -> None:
+    target = tmp_path / "out"
+    with (
+        pytest.raises(FileExistsError, match="already exists"),
+        atomic_directory(target, marker=MARKER, what="test directory", overwrite=False) as work,
+    ):
+        (work / MARKER).write_text("")
+        target.mkdir()
+        (target / "thesis.tex").write_text("mine")
+    assert contents(target) == {"thesis.tex": "mine"} and [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="flock is POSIX")
+def test_a_work_directory_is_locked_before_it_can_be_taken_for_a_leftover(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fcntl
+
+    rename, checked = os.rename, []
+
+    def rename_checking_the_lock(source: Path, destination: Path) -> None:
+        if str(source).endswith(".new"):
+            fd = os.open(source, os.O_RDONLY)
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.close(fd)
+            checked.append(source)
+        rename(source, destination)
+
+    monkeypatch.setattr(os, "rename", rename_checking_the_lock)
+    write(tmp_path / "out", "first")
+    assert checked
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="flock is POSIX")
+def test_file_systems_without_flock_still_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import fcntl
+
+    def no_flock(fd: int, operation: int) -> None:
+        raise OSError(errno.EBADF, "flock is not supported here")  # as NFS answers on a read-only descriptor
+
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    write(tmp_path / "out", "first")
+    write(tmp_path / "out", "second")
+    assert contents(tmp_path / "out")["data.txt"] == "second" and [p.name for p in tmp_path.iterdir()] == ["out"]
