@@ -100,12 +100,22 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class CohortSpec(_Strict):
+class _Filtered(_Strict):
+    """A report item over a filtered population: ``where`` maps dimensions to categories."""
+
+    where: dict[str, list[str]] = Field(default_factory=dict)
+
+    @field_validator("where")
+    @classmethod
+    def _where(cls, where: dict[str, list[str]], info: ValidationInfo) -> dict[str, list[str]]:
+        return _known_categories(where, info)
+
+
+class CohortSpec(_Filtered):
     """One cohort table of the report."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="file-name-safe table name")
     by: list[str] = Field(min_length=1, max_length=4)
-    where: dict[str, list[str]] = Field(default_factory=dict)
     k: int | None = Field(default=None, ge=2)
     margins: bool = True
     protect: str = "suppress"
@@ -116,11 +126,6 @@ class CohortSpec(_Strict):
     def _dimensions(cls, by: list[str]) -> list[str]:
         return _known_dimensions(by)
 
-    @field_validator("where")
-    @classmethod
-    def _where(cls, where: dict[str, list[str]], info: ValidationInfo) -> dict[str, list[str]]:
-        return _known_categories(where, info)
-
     @field_validator("protect")
     @classmethod
     def _protect(cls, protect: str) -> str:
@@ -129,18 +134,12 @@ class CohortSpec(_Strict):
         return protect
 
 
-class SegmentSpec(_Strict):
+class SegmentSpec(_Filtered):
     """A segment of the report: its size and optional breakdowns."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    where: dict[str, list[str]] = Field(default_factory=dict)
     description: str | None = None
     breakdown: list[str] = Field(default_factory=list)
-
-    @field_validator("where")
-    @classmethod
-    def _where(cls, where: dict[str, list[str]], info: ValidationInfo) -> dict[str, list[str]]:
-        return _known_categories(where, info)
 
     @field_validator("breakdown")
     @classmethod
