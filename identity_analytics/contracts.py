@@ -103,7 +103,7 @@ class Identity(BaseModel):
     traits: Traits = Field(default_factory=Traits)
     verifiable_addresses: list[VerifiableAddress] = Field(default_factory=list)
     recovery_addresses: list[RecoveryAddress] = Field(default_factory=list)
-    metadata_public: dict[str, Any] | None = None
+    metadata_public: JsonValue = None
 
     @model_validator(mode="before")
     @classmethod
@@ -113,6 +113,8 @@ class Identity(BaseModel):
             for key in ("traits", "verifiable_addresses", "recovery_addresses"):
                 if data.get(key) is None:
                     data.pop(key, None)
+            if not isinstance(data.get("traits", {}), dict):
+                data.pop("traits")  # traits are schema-defined JSON; only an object has trait keys
         return data
 
 
@@ -142,7 +144,7 @@ class Profile(BaseModel):
     schemas are kept after them.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")  # a gateway may add keys; the shape stays the API's
 
     traits: Traits = Field(default_factory=Traits)
     metadata_public: ProfileMetadata = Field(default_factory=ProfileMetadata)
@@ -153,7 +155,7 @@ class Profile(BaseModel):
         if isinstance(data, dict):
             data = dict(data)
             for key in ("traits", "metadata_public"):
-                if data.get(key) is None:
+                if not isinstance(data.get(key), dict):
                     data[key] = {}
         return data
 

@@ -86,8 +86,12 @@ def _retry_after(response: httpx.Response) -> float | None:
     try:
         return max(0.0, float(value))
     except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
-        return None if parsed is None else max(0.0, parsed.timestamp() - time.time())
+        pass
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None  # unreadable: the exponential backoff applies
+    return max(0.0, parsed.timestamp() - time.time())
 
 
 @dataclass(frozen=True)
@@ -187,6 +191,7 @@ class HttpSource:
             request = httpx.Request("GET", _parsed(url), headers=headers, extensions={"timeout": self._timeout})
             try:
                 response = self._transport.handle_request(request)
+                response.request = request  # transports need not set it (MockTransport does not)
                 try:
                     response.read()
                 finally:
@@ -236,13 +241,64 @@ def _checked(
     return response
 
 
+def json_body(response: httpx.Response) -> bytes:
+    """The JSON body as UTF-8 bytes, without the byte order mark some servers send."""
+    return response.content.removeprefix(b"\xef\xbb\xbf")
+
+
 def json_array(response: httpx.Response) -> None:
     """Validator: the body is a JSON array."""
-    if not isinstance(json.loads(response.content), list):
+    if not isinstance(json.loads(json_body(response)), list):
         raise ValueError("not a JSON array")
 
 
 def json_object(response: httpx.Response) -> None:
     """Validator: the body is a JSON object."""
-    if not isinstance(json.loads(response.content), dict):
+    if not isinstance(json.loads(json_body(response)), dict):
         raise ValueError("not a JSON object")
+
+
+def json_object_or_null(response: httpx.Response) -> None:
+    """Validator: the body is a JSON object, ``null`` or empty."""
+    body = json_body(response).strip()
+    if body and not isinstance(json.loads(body), dict | None):
+        raise ValueError("not a JSON object")
+
+
+def next_link(response: httpx.Response) -> str | None:
+    """The target of the ``Link`` header's ``rel="next"`` (RFC 8288: rel names are
+    case-insensitive and a rel value may list several, e.g. ``rel="prev next"``)."""
+    for header in response.headers.get_list("link"):
+        for value in _split_outside(header, ","):
+            target, _, params = value.strip().partition(">")
+            if not target.startswith("<"):
+                continue
+            for param in _split_outside(params, ";"):
+                name, _, raw = param.partition("=")
+                rels = raw.strip().strip('"').lower().split()
+                if name.strip().lower() == "rel" and "next" in rels:
+                    return target[1:].strip()
+    return None
+
+
+def _split_outside(text: str, separator: str) -> list[str]:
+    """``text`` split on ``separator`` where it stands outside ``<...>`` and ``"..."``."""
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = bracketed = escaped = False
+    for char in text:
+        if escaped:
+            escaped = False
+        elif quoted and char == "\\":
+            escaped = True
+        elif char == '"' and not bracketed:
+            quoted = not quoted
+        elif char in "<>" and not quoted:
+            bracketed = char == "<"
+        elif char == separator and not quoted and not bracketed:
+            parts.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    parts.append("".join(current))
+    return parts

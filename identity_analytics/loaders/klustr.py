@@ -27,7 +27,14 @@ from identity_analytics.contracts import Profile, PublicProfile
 from identity_analytics.errors import NotFound, SourceError
 from identity_analytics.load_report import LoadReport
 from identity_analytics.loaders.checkpoint import Checkpoint
-from identity_analytics.loaders.http import HttpSource, RetryPolicy, json_object, safe_url
+from identity_analytics.loaders.http import (
+    HttpSource,
+    RetryPolicy,
+    json_body,
+    json_object,
+    json_object_or_null,
+    safe_url,
+)
 from identity_analytics.loaders.pipeline import finish_load
 from identity_analytics.loaders.progress import progress_bar
 from identity_analytics.loaders.quarantine import QuarantineLog, report_bad
@@ -83,22 +90,27 @@ class KlustrClient:
     def user(self, token: str) -> UserRecord:
         """The identity and demographics of the token's user, as one combined record."""
         me = self.http.get(ME, token=token, accept=(401, 403, 404), validate=json_object)
+        _refuse_redirects(me)
         if me.status_code != 200:
             return UserRecord(None, identity_error=_refusal(me, ME))
-        demographics = self.http.get(DEMOGRAPHICS, token=token, accept=(401, 403, 404), validate=json_object)
+        demographics = self.http.get(
+            DEMOGRAPHICS, token=token, accept=(204, 401, 403, 404), validate=json_object_or_null
+        )
+        _refuse_redirects(demographics)
         return _combined(me, demographics)
 
     def profile(self, token: str) -> Profile:
         """``GET /identities/me/profile`` of the token's user."""
-        return Profile.model_validate_json(self._profile(PROFILE, token).content)
+        return Profile.model_validate_json(json_body(self._profile(PROFILE, token)))
 
     def public_profile(self, user_id: str, token: str) -> PublicProfile:
         """``GET /identities/public/{userId}/profile``; :class:`NotFound` for an unknown user."""
         path = PUBLIC_PROFILE.format(user_id=quote(user_id, safe=""))
-        return PublicProfile.model_validate_json(self._profile(path, token).content)
+        return PublicProfile.model_validate_json(json_body(self._profile(path, token)))
 
     def _profile(self, path: str, token: str) -> httpx.Response:
         response = self.http.get(path, token=token, accept=(401, 403, 404), validate=json_object)
+        _refuse_redirects(response)
         if response.status_code == 404:
             raise NotFound(f"no profile at {safe_url(self.http.url(path))}")
         if response.status_code != 200:
@@ -112,11 +124,11 @@ def _combined(me: httpx.Response, demographics: httpx.Response) -> UserRecord:
     """One combined ``{identity, demographics}`` record from the two responses of a user."""
     demographics_body, demographics_error = b"null", None
     if demographics.status_code == 200:
-        demographics_body = demographics.content
-    elif demographics.status_code != 404:
+        demographics_body = json_body(demographics).strip() or b"null"  # an empty body: none
+    elif demographics.status_code not in (204, 404):
         demographics_error = _refusal(demographics, DEMOGRAPHICS)
     # JSON bodies are UTF-8 (RFC 8259): one decode of the joined bytes, no charset sniffing
-    record = b'{"identity": ' + me.content + b', "demographics": ' + demographics_body + b"}"
+    record = b'{"identity": ' + json_body(me) + b', "demographics": ' + demographics_body + b"}"
     return UserRecord(record.decode("utf-8", errors="replace"), None, demographics_error)
 
 
@@ -146,6 +158,16 @@ def _fetch_in_order(
         finally:
             for future in window:
                 future.cancel()
+
+
+def _refuse_redirects(response: httpx.Response) -> None:
+    """A redirect is the gateway's configuration, not a user's refusal: stop with a clear error."""
+    if 300 <= response.status_code < 400:
+        location = safe_url(response.headers.get("location", "?"))
+        raise SourceError(
+            f"{safe_url(response.url)} answered HTTP {response.status_code} (a redirect to {location}): "
+            "use the gateway's own base URL"
+        )
 
 
 def _refusal(response: httpx.Response, path: str) -> str:

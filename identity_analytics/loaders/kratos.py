@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import duckdb
 import httpx
@@ -25,7 +25,15 @@ from identity_analytics.contracts import Identity
 from identity_analytics.errors import NotFound, SourceError
 from identity_analytics.load_report import LoadReport
 from identity_analytics.loaders.checkpoint import Checkpoint
-from identity_analytics.loaders.http import HttpSource, RetryPolicy, json_array, json_object, safe_url
+from identity_analytics.loaders.http import (
+    HttpSource,
+    RetryPolicy,
+    json_array,
+    json_body,
+    json_object,
+    next_link,
+    safe_url,
+)
 from identity_analytics.loaders.pipeline import finish_load
 from identity_analytics.loaders.progress import progress_bar
 from identity_analytics.loaders.quarantine import QuarantineLog, report_bad
@@ -38,6 +46,8 @@ logger = logging.getLogger(__name__)
 LIST_PATH = "/admin/identities"
 MAX_PAGE_SIZE = 500
 MAX_IDS_PER_REQUEST = 500
+#: Bytes of ``ids`` query per request: request lines stay under the 8-16 KiB most servers accept.
+MAX_IDS_QUERY_BYTES = 6000
 
 
 @dataclass(frozen=True)
@@ -95,9 +105,12 @@ class KratosClient:
             seen.add(url)
             response = self.http.get(url, validate=json_array)
             _raise_for_status(response)
-            next_link = response.links.get("next", {}).get("url")
-            next_url = str(response.url.join(next_link)) if next_link else None
-            yield Page(json.loads(response.content), next_url)
+            link = next_link(response)
+            # Only the link's query is taken (page_token, page_size, ...): the request goes to
+            # this client's own list URL, so a base path is kept and the API key never follows
+            # a link to another origin.
+            next_url = f"{self.http.url(LIST_PATH)}?{urlsplit(link).query}" if link is not None else None
+            yield Page(json.loads(json_body(response)), next_url)
             url = next_url
 
     def get(self, identity_id: str) -> Identity:
@@ -106,32 +119,37 @@ class KratosClient:
         if response.status_code == 404:
             raise NotFound(f"no identity {identity_id!r} at {safe_url(self.http.base_url)}")
         _raise_for_status(response)
-        return Identity.model_validate_json(response.content)
+        return Identity.model_validate_json(json_body(response))
 
     def list_by_ids(self, ids: Iterable[str]) -> Iterator[Identity]:
-        """The identities with these ids (unknown ids are skipped), in chunks of <= 500 per request."""
+        """The identities with these ids (unknown ids are skipped), in chunks of <= 500 ids per
+        request and at most MAX_IDS_QUERY_BYTES of query (common servers refuse longer request lines)."""
         chunk: list[str] = []
+        size = 0
         for identity_id in ids:
-            chunk.append(identity_id)
-            if len(chunk) == MAX_IDS_PER_REQUEST:
+            length = len("&ids=") + len(quote(identity_id, safe=""))
+            if chunk and (len(chunk) == MAX_IDS_PER_REQUEST or size + length > MAX_IDS_QUERY_BYTES):
                 yield from self._by_ids(chunk)
-                chunk = []
+                chunk, size = [], 0
+            chunk.append(identity_id)
+            size += length
         if chunk:
             yield from self._by_ids(chunk)
 
     def _by_ids(self, ids: list[str]) -> Iterator[Identity]:
         response = self.http.get(LIST_PATH, params=httpx.QueryParams([("ids", i) for i in ids]), validate=json_array)
         _raise_for_status(response)
-        for item in json.loads(response.content):
+        for item in json.loads(json_body(response)):
             yield Identity.model_validate(item)
 
 
 def _raise_for_status(response: httpx.Response) -> None:
-    if response.status_code >= 400:
-        raise SourceError(
-            f"{safe_url(response.url)} answered HTTP {response.status_code}"
-            + (" (check the API key)" if response.status_code in (401, 403) else "")
-        )
+    status = response.status_code
+    if not 200 <= status < 300:
+        hint = " (check the API key)" if status in (401, 403) else ""
+        if 300 <= status < 400:
+            hint = f" (a redirect to {safe_url(response.headers.get('location', '?'))}: use that base URL)"
+        raise SourceError(f"{safe_url(response.url)} answered HTTP {status}{hint}")
 
 
 def _lines(start: int, count: int) -> pa.Array:

@@ -110,3 +110,8 @@ def test_user_token_overrides_the_source_credential() -> None:
     source.get("/a")
     source.get("/b", token="user-token")
     assert seen == ["", "Bearer user-token"]
+
+
+def test_an_unreadable_retry_after_falls_back_to_backoff() -> None:
+    replies = iter([httpx.Response(429, headers={"Retry-After": "soon"}), httpx.Response(200, json={})])
+    assert _source(lambda request: next(replies)).get("/x").status_code == 200

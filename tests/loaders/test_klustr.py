@@ -155,3 +155,42 @@ def test_a_checkpoint_of_another_pull_is_refused(policy: ia.PrivacyPolicy, tmp_p
     )
     with KlustrServer(USERS) as server, pytest.raises(ia.LoadError, match="belongs to another pull"):
         ia.Dataset.from_klustr(server.url, TOKENS[:5], policy=policy, checkpoint=checkpoint)
+
+
+def _mock_gateway(routes: dict[str, object]) -> KlustrClient:
+    import httpx
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        reply = routes[request.url.path]
+        return reply if isinstance(reply, httpx.Response) else httpx.Response(200, content=reply)  # type: ignore[arg-type]
+
+    return KlustrClient("https://gateway.test", retry=FAST_RETRY, transport=httpx.MockTransport(handler))
+
+
+@pytest.mark.parametrize("demographics", ["204", "null", "empty"])
+def test_no_demographics_in_any_form_means_none(demographics: str) -> None:
+    import httpx
+
+    reply = {"204": httpx.Response(204), "null": httpx.Response(200, content=b"null"), "empty": httpx.Response(200)}
+    me = b'\xef\xbb\xbf{"id": "u1", "traits": {}}'  # with a byte order mark
+    with _mock_gateway({"/identities/me": me, "/identities/me/demographics": reply[demographics]}) as client:
+        record = client.user("token")
+    assert record.record is not None and json.loads(record.record) == {
+        "identity": {"id": "u1", "traits": {}},
+        "demographics": None,
+    }
+
+
+def test_a_redirecting_gateway_is_a_clear_source_error() -> None:
+    import httpx
+
+    redirect = httpx.Response(307, headers={"Location": "https://new.test/identities/me"})
+    with _mock_gateway({"/identities/me": redirect}) as client, pytest.raises(ia.SourceError, match="HTTP 307"):
+        client.user("token")
+
+
+def test_profiles_with_extra_keys_keep_the_api_shape() -> None:
+    body = json.dumps({"id": "u1", "traits": {"username": "u"}, "metadata_public": {"picture": "p"}}).encode()
+    with _mock_gateway({"/identities/me/profile": body}) as client:
+        profile = client.profile("token").to_json_dict()
+    assert set(profile) == {"traits", "metadata_public"} and profile["traits"]["username"] == "u"

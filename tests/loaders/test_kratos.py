@@ -114,7 +114,7 @@ def test_client_gets_one_identity_and_lists_by_ids_in_chunks() -> None:
         found = list(client.list_by_ids(wanted))
         assert sorted(i.id for i in found if i.id) == sorted(GOOD_IDS[:1200])
         by_ids = [r for r in server.requests if "ids" in r.query]
-        assert len(by_ids) == 3 and max(len(r.query["ids"]) for r in by_ids) == 500
+        assert sum(len(r.query["ids"]) for r in by_ids) == 1201 and max(len(r.query["ids"]) for r in by_ids) <= 500
 
 
 def test_no_secret_in_debug_logs_reprs_errors_or_outputs(
@@ -163,3 +163,67 @@ def test_killed_pull_resumes_from_its_checkpoint_with_the_same_result(policy: ia
     assert resumed.load_report == reference.load_report
     assert resumed.quarantine.equals(reference.quarantine)
     assert not checkpoint.exists() and not checkpoint.with_name(checkpoint.name + ".parts").exists()
+
+
+def _mock_client(handler: object, base: str = "https://kratos.test/prefix") -> KratosClient:
+    import httpx
+
+    return KratosClient(base, API_KEY, retry=FAST_RETRY, transport=httpx.MockTransport(handler))  # type: ignore[arg-type]
+
+
+def test_link_variants_of_rfc_8288_are_followed_on_the_clients_own_base_url() -> None:
+    import httpx
+
+    seen: list[httpx.URL] = []
+    links = {
+        None: '</admin/identities?page_size=2&page_token=b>; rel="prev next"',
+        "b": '<https://elsewhere.test/admin/identities?page_size=2&page_token=c>; REL=Next, </x>; rel="first"',
+        "c": '</admin/identities?page_size=2&page_token=a>; rel="first"',
+    }
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url)
+        token = request.url.params.get("page_token")
+        body = b"\xef\xbb\xbf" + json.dumps([{"id": f"id-{token}"}]).encode()  # with a byte order mark
+        return httpx.Response(200, content=body, headers={"Link": links[token]})
+
+    with _mock_client(handler) as client:
+        items = [item["id"] for page in client.pages(page_size=2) for item in page.items]
+    assert items == ["id-None", "id-b", "id-c"]
+    assert {(u.host, u.path) for u in seen} == {("kratos.test", "/prefix/admin/identities")}
+
+
+def test_a_redirect_is_a_clear_source_error() -> None:
+    import httpx
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(308, headers={"Location": "https://kratos.test/v2/admin/identities"})
+
+    with _mock_client(handler) as client, pytest.raises(ia.SourceError, match="HTTP 308 .*redirect to"):
+        next(client.pages())
+
+
+def test_list_by_ids_keeps_request_lines_short() -> None:
+    import httpx
+
+    lengths: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        lengths.append(len(request.url.raw_path))
+        return httpx.Response(200, json=[{"id": i} for i in request.url.params.get_list("ids")])
+
+    ids = [f"{n:08d}-1111-2222-3333-444444444444" for n in range(1200)]
+    with _mock_client(handler) as client:
+        assert [i.id for i in client.list_by_ids(ids)] == ids
+    assert len(lengths) > 3 and max(lengths) < 8192
+
+
+def test_identities_with_any_json_traits_or_metadata_parse() -> None:
+    import httpx
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"id": "x", "traits": "not-an-object", "metadata_public": ["a"]})
+
+    with _mock_client(handler) as client:
+        identity = client.get("x")
+    assert identity.id == "x" and identity.traits.email is None and identity.metadata_public == ["a"]
