@@ -93,7 +93,7 @@ def finish_load(
     unknown = projection.find_unknown_identities(con)
     to_reread = {src for src, line, _ in unknown if line is None}
     if reread is not None:
-        to_reread |= projection.sources_needing_line_order(con)
+        to_reread |= projection.sources_needing_line_order(con, identities=False)
     if to_reread and reread is not None:
         reread(to_reread)
         unknown = projection.find_unknown_identities(con)

@@ -171,15 +171,17 @@ def _drop_duplicates(con: duckdb.DuckDBPyConnection, table: str, key: str, order
 _UPDATED = "TRY_CAST(updated_at AS TIMESTAMPTZ)"
 
 
-def sources_needing_line_order(con: duckdb.DuckDBPyConnection) -> set[int]:
+def sources_needing_line_order(con: duckdb.DuckDBPyConnection, *, identities: bool = True) -> set[int]:
     """Sources read on the fast path (no line numbers) that hold records only line order can rank.
 
     Those are duplicate identities with the same ``updated_at`` in one source, and duplicate
     demographics in one source (the last one read wins): such sources are re-read on the
     exact path, which numbers the lines. Duplicates across sources are ranked by source.
+    ``identities=False`` checks the demographics only (the identities already deduplicated).
     """
     parts = []
-    for table, key in ((IDENTITY_STAGE, f"id, {_UPDATED}"), (DEMOGRAPHICS_STAGE, "identity_id")):
+    tables = ((IDENTITY_STAGE, f"id, {_UPDATED}"), (DEMOGRAPHICS_STAGE, "identity_id"))
+    for table, key in tables if identities else tables[1:]:
         (duplicates,) = con.execute(f"SELECT count(*) - count(DISTINCT ({key})) FROM {table}").fetchall()[0]
         if duplicates:  # the common case has none and skips the grouping below
             parts.append(f"SELECT src FROM {table} WHERE line IS NULL GROUP BY src, {key} HAVING count(*) > 1")
