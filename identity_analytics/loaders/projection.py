@@ -46,10 +46,13 @@ _LOCALE = f"""CASE
     WHEN len(string_split({_TAG}, '-')) = 1 THEN lower(trim({{x}}))
     WHEN len(string_split({_TAG}, '-')) = 2
         THEN lower(split_part({_TAG}, '-', 1)) || '-' || upper(split_part({_TAG}, '-', 2))
+    WHEN len(string_split({_TAG}, '-')) = 3 AND length(split_part({_TAG}, '-', 2)) = 4
+        THEN lower(split_part({_TAG}, '-', 1)) || '-' || upper(split_part({_TAG}, '-', 3))
     ELSE {{x}} END"""
 
 #: Normalisation tried when a value is not a category as it stands: these codes are
-#: case-insensitive by their standards (ISO 3166, BCP 47), and locales may use ``_``.
+#: case-insensitive by their standards (ISO 3166, BCP 47), locales may use ``_``, and a
+#: script subtag is dropped (``zh-Hant-TW`` counts as ``zh-TW``).
 _NORMALISED: dict[str, str] = {"citizenship": "upper(trim({x}))", "locale": _LOCALE}
 
 #: Raw value of each dimension other than age, over the columns of ``_JOINED``.
@@ -110,7 +113,9 @@ _YEARS = "date_sub('year', TRY_CAST(trait_birthdate AS DATE), $reference_date)"
 def _category(dimension: str) -> str:
     """SQL: the category of one identity in ``dimension``, over the columns of ``_JOINED``."""
     if dimension == "age":
-        numeric = f"CASE WHEN regexp_full_match(d_age, '[0-9]{{1,3}}') THEN {_band('TRY_CAST(d_age AS INTEGER)')} END"
+        # a whole number of years, also as a float (30.0: JSON numbers, pandas columns with NaN)
+        whole = "TRY_CAST(TRY_CAST(d_age AS DOUBLE) AS INTEGER)"
+        numeric = f"CASE WHEN regexp_full_match(trim(d_age), '[0-9]{{1,3}}(\\.0+)?') THEN {_band(whole)} END"
         mapped = f"""CASE WHEN d_age IS NOT NULL THEN coalesce({_in_vocabulary("age", "d_age")}, {numeric}, '{OTHER}')
             WHEN trait_birthdate IS NULL THEN '{UNDETERMINED}'
             ELSE coalesce({_band("_years")}, '{OTHER}') END"""

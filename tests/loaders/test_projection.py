@@ -184,3 +184,30 @@ def test_profile_store_keeps_traits_of_other_schemas(fixture_dataset: ia.Dataset
         "SELECT traits FROM profiles WHERE id = 'fixture-00003'"
     ).fetchall()
     assert json.loads(traits) == {"emails": ["multi-0@example.org", "multi-1@example.org"], "username": "multi"}
+
+
+@pytest.mark.parametrize(
+    ("raw", "locale"),
+    [
+        ("zh-Hant-TW", "zh-TW"),
+        ("zh_Hans_cn", "zh-CN"),
+        ("sr-Cyrl-RS", "sr-RS"),
+        ("es-419", "es-419"),
+        ("yue-HK", "yue-HK"),
+    ],
+)
+def test_language_region_locales_with_scripts_or_numeric_regions(
+    tmp_path: Path, policy: ia.PrivacyPolicy, raw: str, locale: str
+) -> None:
+    assert load_one(tmp_path, policy, {"traits": {"locale": raw}})["locale"] == locale
+
+
+@pytest.mark.parametrize(("age", "band"), [(30.0, "_25_to_34"), ("30.0", "_25_to_34"), (" 64 ", "_55_to_64")])
+def test_whole_years_written_as_floats_are_ages(
+    tmp_path: Path, policy: ia.PrivacyPolicy, age: object, band: str
+) -> None:
+    assert load_one(tmp_path, policy, {}, {"age": age})["age"] == band
+
+
+def test_fractional_years_are_other(tmp_path: Path, policy: ia.PrivacyPolicy) -> None:
+    assert load_one(tmp_path, policy, {}, {"age": 30.5})["age"] == "other"
