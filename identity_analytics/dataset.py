@@ -46,7 +46,12 @@ logger = logging.getLogger(__name__)
 
 #: Columns of the analytics table, in order.
 ANALYTICS_COLUMNS: tuple[str, ...] = ("pseudonym", *DIMENSIONS)
-_ENUM_COLUMNS = ", ".join("pseudonym" if c == "pseudonym" else f"{c}::{enum_type(c)} AS {c}" for c in ANALYTICS_COLUMNS)
+_TRY_ENUM_COLUMNS = ", ".join(
+    "pseudonym::VARCHAR AS pseudonym" if c == "pseudonym" else f"TRY_CAST({c}::VARCHAR AS {enum_type(c)}) AS {c}"
+    for c in ANALYTICS_COLUMNS
+)
+#: Rows whose pseudonym is not 64 lowercase hex digits (HMAC-SHA256).
+_PSEUDONYM_CHECK = "count(*) FILTER (WHERE NOT regexp_full_match(coalesce(pseudonym::VARCHAR, ''), '[0-9a-f]{64}'))"
 
 
 def _sql_literal(text: str) -> str:
@@ -292,8 +297,13 @@ class Dataset:
         try:
             create_enum_types(con, vocabulary)
             con.register("_input", table)
-            _check_analytics_layout(con, "_input", table.column_names, vocabulary)
-            con.execute(f"CREATE TABLE {ANALYTICS_TABLE} AS SELECT {_ENUM_COLUMNS} FROM _input")
+            _check_analytics_columns(table.column_names)
+            # one typed copy; values outside the categories become NULL there, which is cheap to
+            # count on ENUM columns (the input is only read again to name a bad value)
+            con.execute(f"CREATE TABLE {ANALYTICS_TABLE} AS SELECT {_TRY_ENUM_COLUMNS} FROM _input")
+            nulls = ", ".join(f"count(*) FILTER (WHERE {c} IS NULL)" for c in DIMENSIONS)
+            if any(con.execute(f"SELECT {_PSEUDONYM_CHECK}, {nulls} FROM {ANALYTICS_TABLE}").fetchall()[0]):
+                _check_analytics_layout(con, "_input", table.column_names, vocabulary)
             con.unregister("_input")
             con.execute(_PROFILE_DDL)
             con.execute(MINORS_DDL)
@@ -537,20 +547,13 @@ def _check_analytics_layout(
     con: duckdb.DuckDBPyConnection, relation: str, names: list[str], vocabulary: Vocabulary
 ) -> None:
     """Refuse a relation that is not exactly the analytics layout with in-vocabulary values."""
-    missing = [c for c in ANALYTICS_COLUMNS if c not in names]
-    extra = [c for c in names if c not in ANALYTICS_COLUMNS]
-    if missing or extra:
-        raise LoadError(
-            f"the table is not in the analytics layout: missing columns {missing}, unexpected columns {extra}; "
-            f"it must have exactly {list(ANALYTICS_COLUMNS)} (load raw records with Dataset.from_files)"
-        )
+    _check_analytics_columns(names)
     checks = ", ".join(
         f"count(*) FILTER (WHERE {c} IS NULL OR TRY_CAST({c}::VARCHAR AS {enum_type(c)}) IS NULL), "
         f"any_value({c}::VARCHAR) FILTER (WHERE TRY_CAST({c}::VARCHAR AS {enum_type(c)}) IS NULL)"
         for c in DIMENSIONS
     )
-    pseudonym_check = "count(*) FILTER (WHERE NOT regexp_full_match(coalesce(pseudonym::VARCHAR, ''), '[0-9a-f]{64}'))"
-    row = con.execute(f"SELECT {pseudonym_check}, {checks} FROM {relation}").fetchall()[0]
+    row = con.execute(f"SELECT {_PSEUDONYM_CHECK}, {checks} FROM {relation}").fetchall()[0]
     if row[0]:
         raise LoadError(f"{row[0]} rows have a pseudonym that is not 64 lowercase hex digits (HMAC-SHA256)")
     for i, dim in enumerate(DIMENSIONS):
@@ -561,6 +564,17 @@ def _check_analytics_layout(
                 f"column {dim!r} has {bad} values outside its categories (e.g. {shown}); "
                 f"allowed: {_shorten(vocabulary.categories(dim))}"
             )
+
+
+def _check_analytics_columns(names: list[str]) -> None:
+    """Refuse columns other than exactly the analytics layout (another could hold a direct identifier)."""
+    missing = [c for c in ANALYTICS_COLUMNS if c not in names]
+    extra = [c for c in names if c not in ANALYTICS_COLUMNS]
+    if missing or extra:
+        raise LoadError(
+            f"the table is not in the analytics layout: missing columns {missing}, unexpected columns {extra}; "
+            f"it must have exactly {list(ANALYTICS_COLUMNS)} (load raw records with Dataset.from_files)"
+        )
 
 
 def _shorten(values: tuple[str, ...], limit: int = 12) -> str:

@@ -32,7 +32,9 @@ def attacker_intervals(
     Published cells get ``lo == hi == count``; suppressed cells get the minimum and maximum
     of the cell over all non-negative tables that satisfy the additivity relations and agree
     with every published count (``hi`` may be ``inf``).  Raises ``ValueError`` if the grid is
-    not additive (then no table is consistent with it).
+    not additive (then no table is consistent with it).  Bounds within ``INTEGER_SNAP`` of a
+    whole number are that number: the solver's floating-point noise (2.9999999999999947 for 3)
+    must not read as a narrower interval.
     """
     mask = np.asarray(suppressed_mask, dtype=bool)
     if mask.shape != (grid.n_cells,):
@@ -69,7 +71,16 @@ def attacker_intervals(
         for pos, col in enumerate(cols.tolist()):
             lo[sup[col]] = lp.minimise(pos, 1.0)
             hi[sup[col]] = -lp.minimise(pos, -1.0)
-    return lo, hi
+    return _snap(lo), _snap(hi)
+
+
+#: Distance from a whole number under which an LP bound is taken to be that number.
+INTEGER_SNAP = 1e-6
+
+
+def _snap(values: FloatArray) -> FloatArray:
+    whole = np.round(values)
+    return np.where(np.abs(values - whole) <= INTEGER_SNAP, whole, values)
 
 
 class _ComponentLP:
