@@ -2,8 +2,8 @@
 
 Every file is staged in bounded memory: NDJSON by DuckDB's streaming reader or in chunks of
 ``CHUNK_BYTES``; JSON arrays and documents by DuckDB's streaming object reader; Parquet by
-DuckDB row groups. Only when a JSON array or document is malformed is its text read whole
-(to locate the fault and keep the records before it).
+DuckDB row groups. Only when a JSON array or document is malformed or not UTF-8 is its text
+read whole (to quarantine each bad element on its own and keep all the others).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import re
 import shutil
 import tempfile
 import zlib
@@ -26,12 +27,24 @@ import pyarrow.parquet as pq
 from identity_analytics.errors import LoadError
 from identity_analytics.loaders.formats import FileSource, open_binary
 from identity_analytics.loaders.quarantine import QuarantineLog, report_bad
-from identity_analytics.loaders.staging import DEMOGRAPHIC_FIELDS, StagedSource, Staging
+from identity_analytics.loaders.staging import DEMOGRAPHIC_FIELDS, Layout, StagedSource, Staging
 
 logger = logging.getLogger(__name__)
 
 #: Bytes of NDJSON handled per chunk on the exact path.
 CHUNK_BYTES = 16 << 20
+
+_BOM = b"\xef\xbb\xbf"
+#: JSON's insignificant whitespace.
+_WHITESPACE = " \t\r\n"
+#: Bytes that are not UTF-8, as ``surrogateescape`` decodes them.
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
+#: The characters that delimit strings and brackets in JSON text.
+_STRUCTURE = re.compile(r'[\\"{}\[\],\n]')
+#: Accepts raw control characters in strings (to find where such a malformed element ends).
+_LENIENT_DECODER = json.JSONDecoder(strict=False)
+#: Characters of a malformed element's text kept for its (redacted) excerpt.
+_MALFORMED_EXCERPT_CHARS = 1000
 
 
 def _file(staged: StagedSource) -> FileSource:
@@ -129,7 +142,7 @@ def _stage_json(staging: Staging, staged: StagedSource, log: QuarantineLog) -> N
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE _objects AS
             SELECT json::VARCHAR AS record FROM read_json_objects({_sql_literal(str(source.path))},
-                format='auto', compression='{"gzip" if source.gzip else "none"}',
+                format='{"array" if _is_array(source) else "auto"}', compression='{"gzip" if source.gzip else "none"}',
                 maximum_object_size=67108864)"""
         )
         relation = "(SELECT rowid + 1 AS line, record FROM _objects)"
@@ -147,65 +160,273 @@ def _stage_json(staging: Staging, staged: StagedSource, log: QuarantineLog) -> N
     report_bad(log, staged, bad)
 
 
+def _is_array(source: FileSource) -> bool:
+    """Whether the JSON file is an array (DuckDB's automatic detection misses one after a BOM)."""
+    with open_binary(source.path, source.gzip) as stream:
+        head = stream.read(1 << 16).removeprefix(_BOM).lstrip(_WHITESPACE.encode())
+    return head.startswith(b"[")
+
+
 def _stage_malformed_json(staging: Staging, staged: StagedSource, log: QuarantineLog) -> None:
-    """Keep the records before the fault of a malformed JSON file, quarantine the rest."""
+    """Stage a JSON file DuckDB cannot read element by element, quarantining each bad element."""
     source = _file(staged)
     with open_binary(source.path, source.gzip) as stream:
-        text = stream.read().decode("utf-8", "replace").lstrip("\ufeff")
+        text = stream.read().decode("utf-8", "surrogateescape").removeprefix("\ufeff")
+    numbers, records, faults = _json_elements(text)
+    read, bad = (
+        staging.exact_arrow(staged.src, pa.array(numbers, pa.int64()), pa.array(records, pa.string()), source.layout)
+        if records
+        else (0, [])
+    )
+    staged.read += read + len(faults)
+    staged.quarantined += len(faults)
+    rejected = {record.line: record for record in bad}
+    for number in sorted({*rejected, *faults}):
+        if number in rejected:
+            report_bad(log, staged, [rejected[number]])
+        else:
+            reason, excerpt = faults[number]
+            log.add(source.label, number, reason, text=_printable(excerpt))
+
+
+def _json_elements(text: str) -> tuple[list[int], list[str], dict[int, tuple[str, str]]]:
+    """(numbers, texts) of the well-formed elements of a JSON array or documents, and the bad ones.
+
+    Elements are numbered from 1. A malformed element, or one holding bytes that are not
+    UTF-8 (decoded as lone surrogates), maps to (reason, its text); reading resumes after it.
+    """
     decoder = json.JSONDecoder()
+    numbers: list[int] = []
     records: list[str] = []
-    position = len(text) - len(text.lstrip())
+    faults: dict[int, tuple[str, str]] = {}
+    position = len(text) - len(text.lstrip(_WHITESPACE))
     in_array = text.startswith("[", position)
     position += 1 if in_array else 0
-    fault: json.JSONDecodeError | None = None
+    closed = lost = False
     while True:
-        while position < len(text) and text[position] in " \t\r\n,":
+        while position < len(text) and text[position] in _WHITESPACE + ",":
             position += 1
         if position >= len(text) or (in_array and text[position] == "]"):
+            closed = position < len(text)
             break
+        number, start = len(numbers) + len(faults) + 1, position
         try:
             value, position = decoder.raw_decode(text, position)
-        except json.JSONDecodeError as error:
-            fault = error
-            break
+        except (json.JSONDecodeError, RecursionError) as error:
+            end = _end_of_lenient_element(text, start) or _end_of_bad_element(text, start, in_array)
+            lost, position = end is None, len(text) if end is None else end
+            reason = (
+                f"malformed JSON: {error.msg.removesuffix(' at')} (line {error.lineno} column {error.colno})"
+                if isinstance(error, json.JSONDecodeError)
+                else "malformed JSON (nested too deeply)"
+            )
+            if lost:
+                reason += "; the rest of the file could not be read"
+            faults[number] = (reason, text[start : min(position, start + _MALFORMED_EXCERPT_CHARS)])
+            continue
+        if _UNDECODABLE.search(text, start, position):
+            faults[number] = ("not valid UTF-8 text", text[start:position])
+            continue
+        numbers.append(number)
         records.append(json.dumps(value))
-    if records:
-        numbers = pa.array(np.arange(1, len(records) + 1, dtype=np.int64))
-        read, bad = staging.exact_arrow(staged.src, numbers, pa.array(records, pa.string()), source.layout)
-        staged.read += read
-        report_bad(log, staged, bad)
-    if fault is not None or (in_array and position >= len(text)):
-        reason = (
-            f"malformed JSON: {fault.msg.removesuffix(' at')} (line {fault.lineno} column {fault.colno}); "
-            "the rest of the file could not be read"
-            if fault is not None
-            else "malformed JSON (the array is not closed)"
-        )
-        log.add(source.label, len(records) + 1, reason, text=text[position : position + 200])
+    if in_array and not closed and not lost:
+        faults[len(numbers) + len(faults) + 1] = ("malformed JSON (the array is not closed)", "")
+    return numbers, records, faults
+
+
+def _end_of_lenient_element(text: str, start: int) -> int | None:
+    """Where the element at ``start`` ends if its only fault is raw control characters (line breaks) in strings."""
+    try:
+        return _LENIENT_DECODER.raw_decode(text, start)[1]
+    except (json.JSONDecodeError, RecursionError):
+        return None
+
+
+def _end_of_bad_element(text: str, start: int, in_array: bool) -> int | None:
+    """Where the malformed element at ``start`` ends, as far as its brackets, strings and lines tell.
+
+    In an array: at the next ``,`` or the closing ``]`` outside brackets. Between documents:
+    after the closing brace, or at a line break outside brackets. A string is taken to end at
+    a line break, as JSON strings hold none, so that an unterminated one does not hide the
+    rest. An element left unclosed ends where a line indented as it was starts the next one.
+    None if the text ends first.
+    """
+    line_start = text.rfind("\n", 0, start) + 1
+    indent = text[line_start:start] if not text[line_start:start].strip(_WHITESPACE) else None
+    depth = 0
+    in_string = False
+    escaped_until = start
+    for match in _STRUCTURE.finditer(text, start):
+        at, char = match.start(), match.group()
+        if at < escaped_until:
+            continue
+        unclosed = depth > 0 or in_string
+        if char == "\n" and unclosed and indent is not None and _starts_sibling(text, at, indent, in_array):
+            return at
+        if in_string:
+            if char == "\\":
+                escaped_until = at + 2
+            elif char in '"\n':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "{[":
+            depth += 1
+        elif char in "}]":
+            if in_array and depth == 0 and char == "]":
+                return at
+            depth = max(depth - 1, 0)
+            if not in_array and depth == 0:
+                return at + 1
+        elif depth == 0 and char == ("," if in_array else "\n") and at > start:
+            return at
+    return None
+
+
+def _starts_sibling(text: str, newline: int, indent: str, in_array: bool) -> bool:
+    """Whether the line after ``newline`` starts an element at ``indent`` (after a ``,`` in an array)."""
+    if not text.startswith(indent, newline + 1) or not text.startswith(("{", "["), newline + 1 + len(indent)):
+        return False
+    if not in_array:
+        return True
+    before = newline - 1
+    while before >= 0 and text[before] in _WHITESPACE:
+        before -= 1
+    return before >= 0 and text[before] == ","
+
+
+def _printable(text: str) -> str:
+    """Text decoded with lone surrogates for undecodable bytes, with those bytes replaced."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+#: The fields read from an identity record.
+_IDENTITY_FIELDS: tuple[str, ...] = ("id", "state", "updated_at", "traits", "metadata_public")
+#: The Parquet columns read for each layout.
+_PARQUET_COLUMNS: dict[Layout, tuple[str, ...]] = {
+    "identity": _IDENTITY_FIELDS,
+    "combined": ("identity", "demographics"),
+    "demographics": ("identity_id", *DEMOGRAPHIC_FIELDS),
+}
+#: Columns (of a record, and of the identity in a combined record) whose values are JSON.
+_JSON_COLUMNS: dict[Layout, frozenset[str]] = {
+    "identity": frozenset({"traits", "metadata_public"}),
+    "combined": frozenset({"identity", "demographics"}),
+    "demographics": frozenset(),
+}
+_JSON_IDENTITY_FIELDS = frozenset({"traits", "metadata_public"})
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _is_text(column_type: pa.DataType) -> bool:
+    if pa.types.is_dictionary(column_type):
+        return _is_text(column_type.value_type)
+    return bool(
+        pa.types.is_string(column_type) or pa.types.is_large_string(column_type) or pa.types.is_string_view(column_type)
+    )
+
+
+@dataclasses.dataclass
+class _ParquetRecord:
+    """How a Parquet row becomes a JSON record: packed fields, and the text columns that must hold JSON."""
+
+    fields: list[str] = dataclasses.field(default_factory=list)
+    raw_fields: list[str] = dataclasses.field(default_factory=list)
+    json_text: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def add(self, name: str, column: str, column_type: pa.DataType, holds_json: bool) -> None:
+        """Pack one column; a text column that holds JSON is parsed (and checked) as JSON."""
+        self.raw_fields.append(f"{_quoted(name)} := {column}")
+        if holds_json and _is_text(column_type):
+            self.json_text[name] = column
+            column = f"TRY_CAST({column} AS JSON)"
+        self.fields.append(f"{_quoted(name)} := {column}")
+
+    @property
+    def invalid(self) -> str:
+        """Condition on a row meaning one of its JSON text columns is not JSON."""
+        return " OR ".join(self.invalid_text(column) for column in self.json_text.values()) or "false"
+
+    @staticmethod
+    def invalid_text(column: str) -> str:
+        """Condition on a row meaning the text column holds something that is not JSON."""
+        return f"({column} IS NOT NULL AND TRY_CAST({column} AS JSON) IS NULL)"
+
+
+def _parquet_record(schema: pa.Schema, layout: Layout) -> _ParquetRecord:
+    """The record of a Parquet row: the wanted columns, JSON text parsed.
+
+    An ``identity`` struct is rebuilt from the identity fields alone, so that its traits
+    and public metadata may be JSON text too and no other field is ever extracted.
+    """
+    record = _ParquetRecord()
+    for name in _PARQUET_COLUMNS[layout]:
+        if name not in schema.names:
+            continue
+        column_type = schema.field(name).type
+        if name == "identity" and pa.types.is_struct(column_type):
+            inner = _ParquetRecord()
+            for field in _IDENTITY_FIELDS:
+                if column_type.get_field_index(field) >= 0:
+                    inner.add(
+                        field,
+                        f"{_quoted(name)}.{_quoted(field)}",
+                        column_type.field(field).type,
+                        field in _JSON_IDENTITY_FIELDS,
+                    )
+            record.json_text.update({f"{name}.{field}": column for field, column in inner.json_text.items()})
+            packed, raw = (
+                f"CASE WHEN {_quoted(name)} IS NOT NULL THEN {pack} END"
+                for pack in (_struct_pack(inner.fields), _struct_pack(inner.raw_fields))
+            )
+            record.fields.append(f"{_quoted(name)} := {packed}")
+            record.raw_fields.append(f"{_quoted(name)} := {raw}")
+        else:
+            record.add(name, _quoted(name), column_type, name in _JSON_COLUMNS[layout])
+    return record
+
+
+def _struct_pack(fields: list[str]) -> str:
+    return f"struct_pack({', '.join(fields)})" if fields else "'{}'::JSON"
+
+
+def _quarantine_invalid_json_text(
+    staging: Staging, staged: StagedSource, log: QuarantineLog, record: _ParquetRecord, rows: str
+) -> None:
+    """Quarantine the Parquet rows whose JSON text columns do not all hold JSON."""
+    flags = ", ".join(_ParquetRecord.invalid_text(column) for column in record.json_text.values())
+    invalid = staging.con.execute(
+        f"""SELECT file_row_number + 1, [{flags}], to_json({_struct_pack(record.raw_fields)})::VARCHAR
+        FROM {rows} WHERE {record.invalid} ORDER BY file_row_number"""
+    ).fetchall()
+    for line, bad_columns, text in invalid:
+        names = ", ".join(f"`{name}`" for name, bad in zip(record.json_text, bad_columns, strict=True) if bad)
+        log.add(_file(staged).label, int(line), f"{names}: text that is not valid JSON", text=text)
         staged.read += 1
         staged.quarantined += 1
 
 
 def _stage_parquet(staging: Staging, staged: StagedSource, log: QuarantineLog) -> None:
+    """Stage a Parquet file; a row whose JSON text column (traits, ...) is not JSON is quarantined."""
     source = _file(staged)
     try:
-        names = pq.read_schema(source.path).names
+        schema = pq.read_schema(source.path)
     except (OSError, pa.ArrowException) as error:
         raise LoadError(
             f"cannot read {source.label}: not a readable Parquet file ({error})", source=source.label
         ) from None
-    wanted = {
-        "identity": ("id", "state", "updated_at", "traits", "metadata_public"),
-        "combined": ("identity", "demographics"),
-        "demographics": ("identity_id", *DEMOGRAPHIC_FIELDS),
-    }[source.layout]
-    present = [n for n in wanted if n in names]
-    packed = ", ".join(f'"{n}" := "{n}"' for n in present) or "missing := NULL"
+    record = _parquet_record(schema, source.layout)
+    rows = f"read_parquet({_sql_literal(str(source.path))}, file_row_number=true)"
     relation = (
-        f"(SELECT file_row_number + 1 AS line, to_json(struct_pack({packed}))::VARCHAR AS record "
-        f"FROM read_parquet({_sql_literal(str(source.path))}, file_row_number=true))"
+        f"(SELECT file_row_number + 1 AS line, to_json({_struct_pack(record.fields)})::VARCHAR AS record "
+        f"FROM {rows} WHERE NOT ({record.invalid}))"
     )
     try:
+        if record.json_text:
+            _quarantine_invalid_json_text(staging, staged, log, record, rows)
         read, bad = staging.exact(staged.src, relation, source.layout)
     except (duckdb.Error, UnicodeDecodeError) as error:
         raise LoadError(

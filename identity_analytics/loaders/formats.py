@@ -6,7 +6,10 @@ import glob
 import gzip
 import io
 import json
-from collections.abc import Sequence
+import shutil
+import tempfile
+import zlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal
@@ -22,6 +25,9 @@ PathSpec = str | Path | Sequence[str | Path]
 _GZIP_MAGIC = b"\x1f\x8b"
 _PARQUET_MAGIC = b"PAR1"
 _SNIFF_LIMIT = 1 << 24
+_BOM = b"\xef\xbb\xbf"
+#: JSON's insignificant whitespace.
+_WHITESPACE = " \t\r\n"
 #: Extensions that always mean one JSON record per line, whatever the first line looks like.
 _NDJSON_SUFFIXES = frozenset({"ndjson", "jsonl", "ldjson"})
 
@@ -43,7 +49,11 @@ class FileSource:
 
 
 def resolve_paths(spec: PathSpec, what: str) -> list[Path]:
-    """The files named by a path, a glob pattern or a sequence of them, in a stable order."""
+    """The files named by a path, a glob pattern or a sequence of them, in a stable order.
+
+    Patterns may be recursive (``dir/**/*.ndjson`` matches at every depth); directories a
+    pattern matches are skipped.
+    """
     items: Sequence[str | Path] = [spec] if isinstance(spec, str | Path) else list(spec)
     if not items:
         raise LoadError(f"no {what} file given; pass a path, a glob pattern or a list of paths")
@@ -51,7 +61,7 @@ def resolve_paths(spec: PathSpec, what: str) -> list[Path]:
     for item in items:
         text = str(item)
         if any(ch in text for ch in "*?[") and not Path(text).exists():
-            matches = sorted(glob.glob(text))
+            matches = sorted(m for m in glob.glob(text, recursive=True) if not Path(m).is_dir())
             if not matches:
                 raise LoadError(f"no {what} file matches {text!r}", source=text)
             paths.extend(Path(m) for m in matches)
@@ -77,13 +87,6 @@ def _unreadable(path: Path, error: BaseException) -> LoadError:
     )
 
 
-def _first_line(stream: BinaryIO) -> bytes:
-    head = stream.readline(_SNIFF_LIMIT)
-    while head and not head.strip():
-        head = stream.readline(_SNIFF_LIMIT)
-    return head.lstrip(b"\xef\xbb\xbf").strip()
-
-
 def _layout(
     first: object, kind: Literal["identities", "demographics"]
 ) -> Literal["identity", "combined", "demographics"]:
@@ -97,11 +100,19 @@ def _layout(
 def inspect_file(path: Path, kind: Literal["identities", "demographics"]) -> FileSource:
     """Format, compression and record layout of one file; :class:`LoadError` if unreadable.
 
-    Parquet and gzip are recognised by their magic bytes. ``.ndjson``/``.jsonl`` files are
-    NDJSON. Otherwise a file starting with ``[`` is a JSON array (a Kratos list page), a
-    ``.json`` file whose first line is not a complete JSON value is one or more (pretty
-    printed) JSON documents, and anything else is NDJSON.
+    Parquet and gzip are recognised by their magic bytes (a gzip stream may hold Parquet).
+    ``.ndjson``/``.jsonl`` files are NDJSON. Otherwise a file starting with ``[`` is a JSON
+    array (a Kratos list page); a ``.json`` file whose first line is not a complete JSON
+    value is one or more (pretty printed) JSON documents, unless the first document is
+    malformed and a later line is a complete object (NDJSON with a bad first line); and
+    anything else is NDJSON. The layout comes from the first record that is an object.
     """
+    if path.is_dir():
+        raise LoadError(
+            f"cannot read {path}: it is a directory; pass a glob pattern for the files in it, "
+            f"such as '{path / '*.parquet'}' or '{path / '**' / '*.ndjson'}'",
+            source=str(path),
+        )
     try:
         if not path.is_file():
             raise FileNotFoundError(2, "no such file", str(path))
@@ -111,53 +122,96 @@ def inspect_file(path: Path, kind: Literal["identities", "demographics"]) -> Fil
         if magic == _PARQUET_MAGIC:
             return FileSource(path, "parquet", False, _parquet_layout(path, kind))
         with open_binary(path, compressed) as stream:
-            head = _first_line(stream)
-    except (OSError, EOFError, gzip.BadGzipFile, pa.ArrowException) as error:
+            head = stream.read(_SNIFF_LIMIT).removeprefix(_BOM)
+            if compressed and head.startswith(_PARQUET_MAGIC):
+                return FileSource(path, "parquet", True, _gzipped_parquet_layout(head, stream, kind))
+    except (OSError, EOFError, zlib.error, pa.ArrowException) as error:
         raise _unreadable(path, error) from None
+    text = head.decode("utf-8", "replace")
     suffix = path.name.removesuffix(".gz").rsplit(".", 1)[-1].lower()
     if suffix in _NDJSON_SUFFIXES:
-        try:
-            first = json.loads(head) if head else None
-        except ValueError:
-            first = None
-        return FileSource(path, "ndjson", compressed, _layout(first, kind))
-    if head.startswith(b"["):
-        return FileSource(path, "json", compressed, _layout(_first_array_element(head), kind))
+        return FileSource(path, "ndjson", compressed, _layout(_first_object_line(text), kind))
+    body = text.lstrip(_WHITESPACE)
+    if body.startswith("["):
+        return FileSource(path, "json", compressed, _layout(_first_array_object(body), kind))
+    if body.startswith("{") and suffix == "json" and not _parses(next(_lines(text), "")):
+        document = _first_document(body)
+        if document is not None or _first_object_line(text) is None:  # the first line is not one
+            return FileSource(path, "json", compressed, _layout(document, kind))
+    return FileSource(path, "ndjson", compressed, _layout(_first_object_line(text), kind))
+
+
+def _lines(text: str) -> Iterator[str]:
+    """The non-blank lines of the text, lazily."""
+    return (line for line in io.StringIO(text) if line.strip(_WHITESPACE))
+
+
+def _parses(text: str) -> bool:
     try:
-        first = json.loads(head) if head else None
+        json.loads(text)
     except ValueError:
-        if head.startswith(b"{") and path.name.removesuffix(".gz").endswith(".json"):
-            return FileSource(path, "json", compressed, _layout_of_document(path, compressed, kind))
-        first = None
-    return FileSource(path, "ndjson", compressed, _layout(first, kind))
+        return False
+    return True
 
 
-def _first_array_element(head: bytes) -> object:
-    text = head.decode("utf-8", "replace")[1:].lstrip()
+def _first_object_line(text: str) -> dict[str, object] | None:
+    """The first line of NDJSON text that is a JSON object (None if none is, within the text)."""
+    for line in _lines(text):
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            return value
+    return None
+
+
+def _first_array_object(body: str) -> object:
+    """The first element of a JSON array (text from its ``[``) that is an object, parsing up to a fault."""
+    decoder = json.JSONDecoder()
+    position = 1
+    while True:
+        while position < len(body) and body[position] in _WHITESPACE + ",":
+            position += 1
+        if position >= len(body) or body[position] == "]":
+            return None
+        try:
+            value, position = decoder.raw_decode(body, position)
+        except ValueError:
+            return None
+        if isinstance(value, dict):
+            return value
+
+
+def _first_document(body: str) -> object:
+    """The first JSON document of the text, or None if it is malformed (or longer than the text)."""
     try:
-        value, _ = json.JSONDecoder().raw_decode(text)
+        value, _ = json.JSONDecoder().raw_decode(body)
     except ValueError:
         return None
     return value
 
 
-def _layout_of_document(
-    path: Path, compressed: bool, kind: Literal["identities", "demographics"]
+def _gzipped_parquet_layout(
+    head: bytes, stream: BinaryIO, kind: Literal["identities", "demographics"]
 ) -> Literal["identity", "combined", "demographics"]:
-    with open_binary(path, compressed) as stream:
-        text = io.TextIOWrapper(stream, encoding="utf-8", errors="replace").read(_SNIFF_LIMIT)
-    try:
-        value, _ = json.JSONDecoder().raw_decode(text.lstrip("\ufeff \t\r\n"))
-    except ValueError:
-        value = None
-    return _layout(value, kind)
+    """The layout of gzip-compressed Parquet, from a decompressed copy (Parquet's footer is at its end)."""
+    with tempfile.TemporaryFile(prefix="identity-analytics-") as plain:
+        plain.write(head)
+        shutil.copyfileobj(stream, plain, 1 << 20)
+        plain.seek(0)
+        return _layout_of_parquet_columns(pq.read_schema(plain).names, kind)
 
 
 def _parquet_layout(
     path: Path, kind: Literal["identities", "demographics"]
 ) -> Literal["identity", "combined", "demographics"]:
+    return _layout_of_parquet_columns(pq.read_schema(path).names, kind)
 
-    names = set(pq.read_schema(path).names)
+
+def _layout_of_parquet_columns(
+    names: Sequence[str], kind: Literal["identities", "demographics"]
+) -> Literal["identity", "combined", "demographics"]:
     if kind == "demographics":
         return "demographics"
     return "combined" if "identity" in names and "id" not in names else "identity"

@@ -8,6 +8,8 @@ import shutil
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 import identity_analytics as ia
@@ -220,3 +222,159 @@ def test_fast_and_exact_paths_agree_on_blank_lines(tmp_path: Path, policy: ia.Pr
     assert ia.Dataset.from_files(clean, policy=policy).load_report.identities.read == 2
     report = ia.Dataset.from_files(dirty, policy=policy).load_report.identities
     assert (report.read, report.quarantined) == (3, 1)
+
+
+def _combined(identity_id: str, age: str | None) -> dict[str, object]:
+    return {"identity": _identity(identity_id, citizenship="DE"), "demographics": {"age": age} if age else None}
+
+
+def _balanced(ds: ia.Dataset) -> None:
+    for counts in (ds.load_report.identities, ds.load_report.demographics, *ds.load_report.sources):
+        assert counts.read == counts.loaded + counts.quarantined + counts.duplicates
+
+
+def test_parquet_json_text_columns_are_parsed_and_bad_text_is_quarantined(
+    tmp_path: Path, policy: ia.PrivacyPolicy
+) -> None:
+    path = tmp_path / "text.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "id": ["a", "b", "c", "d"],
+                "traits": [json.dumps({"citizenship": "DE", "birthdate": "1990-01-01"}), "not json", None, "{}"],
+                "metadata_public": [json.dumps({"picture": "p.png"}), None, None, "{broken"],
+            }
+        ),
+        path,
+    )
+    ds = ia.Dataset.from_files(path, policy=policy, reference_date=REFERENCE_DATE)
+    _ids(ds, policy, "a", "c")
+    row = next(r for r in ds.identities.to_pylist() if r["pseudonym"] == policy.pseudonym("a"))
+    assert (row["citizenship"], row["age"]) == ("DE", "_35_to_44")
+    profile = ds.profiles.get("a")
+    assert profile.traits.citizenship == "DE" and profile.metadata_public.picture == "p.png"
+    assert ds.quarantine.select(["line", "reason"]).to_pylist() == [
+        {"line": 2, "reason": "`traits`: text that is not valid JSON"},
+        {"line": 4, "reason": "`metadata_public`: text that is not valid JSON"},
+    ]
+    assert ds.load_report.identities == ia.SourceCounts(read=4, loaded=2, quarantined=2, duplicates=0)
+
+
+def test_combined_parquet_with_json_text_traits_and_demographics(tmp_path: Path, policy: ia.PrivacyPolicy) -> None:
+    path = tmp_path / "combined.parquet"
+    identities = [
+        {"id": "a", "traits": json.dumps({"citizenship": "FR"}), "credentials": "secret-a"},
+        {"id": "b", "traits": "{", "credentials": "secret-b"},
+    ]
+    demographics = [json.dumps({"age": "_25_to_34"}), None]
+    pq.write_table(pa.table({"identity": identities, "demographics": demographics}), path)
+    ds = ia.Dataset.from_files(path, policy=policy)
+    _ids(ds, policy, "a")
+    assert [(r["citizenship"], r["age"]) for r in ds.identities.to_pylist()] == [("FR", "_25_to_34")]
+    (row,) = ds.quarantine.to_pylist()
+    assert (row["line"], row["reason"]) == (2, "`identity.traits`: text that is not valid JSON")
+    assert "credentials" not in row["excerpt"] and "secret" not in row["excerpt"]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b'[{"id": "a"}, {"id": "b\xff"}, {"id": "c"}]',
+        b'{\n  "id": "a"\n}\n{\n  "id": "b\xff"\n}\n{\n  "id": "c"\n}\n',
+    ],
+    ids=["array", "documents"],
+)
+def test_invalid_utf8_in_a_json_element_quarantines_that_element(
+    tmp_path: Path, policy: ia.PrivacyPolicy, content: bytes
+) -> None:
+    path = tmp_path / "ids.json"
+    path.write_bytes(content)
+    ds = ia.Dataset.from_files(path, policy=policy)
+    _ids(ds, policy, "a", "c")
+    assert ds.quarantine.select(["line", "reason"]).to_pylist() == [{"line": 2, "reason": "not valid UTF-8 text"}]
+    _balanced(ds)
+
+
+@pytest.mark.parametrize("indent", [None, 2], ids=["compact", "pretty"])
+def test_bom_before_a_json_array(tmp_path: Path, policy: ia.PrivacyPolicy, indent: int | None) -> None:
+    path = tmp_path / "page.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps([_identity("a"), _identity("b"), {"id": 3}], indent=indent).encode())
+    ds = ia.Dataset.from_files(path, policy=policy)
+    _ids(ds, policy, "a", "b")
+    assert ds.quarantine.select(["line", "reason"]).to_pylist() == [
+        {"line": 3, "reason": "`id` is not a string (got a number)"}
+    ]
+
+
+@pytest.mark.parametrize("compress", [False, True], ids=["plain", "gzip"])
+def test_pretty_printed_array_of_combined_records(tmp_path: Path, policy: ia.PrivacyPolicy, compress: bool) -> None:
+    data = json.dumps([_combined("a", "_25_to_34"), _combined("b", None)], indent=2).encode()
+    path = tmp_path / ("combined.json.gz" if compress else "combined.json")
+    path.write_bytes(gzip.compress(data) if compress else data)
+    ds = ia.Dataset.from_files(path, policy=policy)
+    _ids(ds, policy, "a", "b")
+    assert sorted(r["age"] for r in ds.identities.to_pylist()) == ["_25_to_34", "undetermined"]
+    assert ds.quarantine.num_rows == 0 and ds.load_report.demographics.loaded == 1
+
+
+@pytest.mark.parametrize("compress", [False, True], ids=["plain", "gzip"])
+def test_ndjson_in_a_json_file_with_a_bad_first_line(tmp_path: Path, policy: ia.PrivacyPolicy, compress: bool) -> None:
+    data = ('{"id": "cut\n' + "".join(json.dumps(_identity(f"u{i}")) + "\n" for i in range(20))).encode()
+    path = tmp_path / ("ids.json.gz" if compress else "ids.json")
+    path.write_bytes(gzip.compress(data) if compress else data)
+    ds = ia.Dataset.from_files(path, policy=policy)
+    assert ds.load_report.identities == ia.SourceCounts(read=21, loaded=20, quarantined=1, duplicates=0)
+    assert ds.quarantine.column("line").to_pylist() == [1]
+
+
+@pytest.mark.parametrize("layout", ["array", "documents"])
+def test_a_bad_json_element_does_not_swallow_the_rest(tmp_path: Path, policy: ia.PrivacyPolicy, layout: str) -> None:
+    first = [json.dumps(_identity(f"u{i}"), indent=1) for i in range(5)]
+    rest = [json.dumps(_identity(f"v{i}"), indent=1) for i in range(5)]
+    bad = ['{\n "id": "w0",\n "traits": {bad}\n}', '{"id": "w1"\n', '{\n "id": 5,\n}']
+    elements = [*first, bad[0], *rest[:2], bad[1], *rest[2:], bad[2], '{"id": "z"}']
+    text = "[" + ",\n".join(elements) + "]" if layout == "array" else "\n".join(elements)
+    path = tmp_path / "ids.json"
+    path.write_text(text)
+    ds = ia.Dataset.from_files(path, policy=policy)
+    _ids(ds, policy, *(f"u{i}" for i in range(5)), *(f"v{i}" for i in range(5)), "z")
+    assert ds.quarantine.column("line").to_pylist() == [6, 9, 13]
+    assert all(reason.startswith("malformed JSON") for reason in ds.quarantine.column("reason").to_pylist())
+    assert ds.load_report.identities == ia.SourceCounts(read=14, loaded=11, quarantined=3, duplicates=0)
+
+
+@pytest.mark.parametrize("first_line", ['{"identity": {"id": "x"', "[]", "42"])
+def test_combined_ndjson_whose_first_line_is_bad(tmp_path: Path, policy: ia.PrivacyPolicy, first_line: str) -> None:
+    lines = [first_line, *(json.dumps(_combined(f"u{i}", "_45_to_54")) for i in range(4))]
+    ds = ia.Dataset.from_files(write_lines(tmp_path / "combined.ndjson", lines), policy=policy)
+    _ids(ds, policy, *(f"u{i}" for i in range(4)))
+    assert ds.identities.column("age").to_pylist() == ["_45_to_54"] * 4
+    assert ds.quarantine.column("line").to_pylist() == [1]
+
+
+def test_recursive_glob_matches_at_every_depth(tmp_path: Path, policy: ia.PrivacyPolicy) -> None:
+    for folder, name in (("", "top"), ("a", "mid"), ("a/b", "deep")):
+        (tmp_path / folder).mkdir(parents=True, exist_ok=True)
+        write_lines(tmp_path / folder / f"{name}.ndjson", [json.dumps(_identity(name))])
+    ds = ia.Dataset.from_files(str(tmp_path / "**" / "*.ndjson"), policy=policy)
+    _ids(ds, policy, "top", "mid", "deep")
+    assert [s.source for s in ds.load_report.sources] == [
+        str(tmp_path / "a" / "b" / "deep.ndjson"),
+        str(tmp_path / "a" / "mid.ndjson"),
+        str(tmp_path / "top.ndjson"),
+    ]
+
+
+def test_gzipped_parquet_is_read(tmp_path: Path, policy: ia.PrivacyPolicy) -> None:
+    plain = tmp_path / "ids.parquet"
+    pq.write_table(pa.table({"id": ["a", "b"], "traits": [{"citizenship": "DE"}, {"citizenship": "FR"}]}), plain)
+    zipped = tmp_path / "ids.parquet.gz"
+    zipped.write_bytes(gzip.compress(plain.read_bytes()))
+    ds = ia.Dataset.from_files(zipped, policy=policy)
+    _ids(ds, policy, "a", "b")
+    assert sorted(ds.identities.column("citizenship").to_pylist()) == ["DE", "FR"]
+
+
+def test_a_directory_gets_an_error_suggesting_a_glob(tmp_path: Path, policy: ia.PrivacyPolicy) -> None:
+    with pytest.raises(ia.LoadError, match=r"is a directory.*\*\.parquet"):
+        ia.Dataset.from_files(tmp_path, policy=policy)
