@@ -80,7 +80,9 @@ INTEGER_SNAP = 1e-6
 
 def _snap(values: FloatArray) -> FloatArray:
     whole = np.round(values)
-    return np.where(np.abs(values - whole) <= INTEGER_SNAP, whole, values)
+    with np.errstate(invalid="ignore"):  # inf - inf: infinite bounds stay as they are
+        near = np.abs(values - whole) <= INTEGER_SNAP
+    return np.where(near, whole, values)
 
 
 class _ComponentLP:
