@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Self
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
@@ -217,6 +218,34 @@ class HttpSource:
 def _log_retry(state: RetryCallState) -> None:
     error = state.outcome.exception() if state.outcome else None
     logger.info("retrying %s after %s (attempt %d)", safe_url(state.args[0]), error, state.attempt_number)
+
+
+class ApiClient:
+    """Base of the API clients: one :class:`HttpSource`, closed with the client."""
+
+    http: HttpSource
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({safe_url(self.http.base_url)!r})"
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def refuse_redirects(response: httpx.Response) -> None:
+    """A redirect is the server's configuration, not an answer: stop with a clear error."""
+    if 300 <= response.status_code < 400:
+        location = safe_url(response.headers.get("location", "?"))
+        raise SourceError(
+            f"{safe_url(response.url)} answered HTTP {response.status_code} (a redirect to {location}): "
+            "use that base URL"
+        )
 
 
 @functools.lru_cache(maxsize=64)

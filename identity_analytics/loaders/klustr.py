@@ -28,11 +28,13 @@ from identity_analytics.errors import NotFound, SourceError
 from identity_analytics.load_report import LoadReport
 from identity_analytics.loaders.checkpoint import Checkpoint
 from identity_analytics.loaders.http import (
+    ApiClient,
     HttpSource,
     RetryPolicy,
     json_body,
     json_object,
     json_object_or_null,
+    refuse_redirects,
     safe_url,
 )
 from identity_analytics.loaders.pipeline import finish_load
@@ -59,7 +61,7 @@ class UserRecord:
     demographics_error: str | None = None
 
 
-class KlustrClient:
+class KlustrClient(ApiClient):
     """A client of the Klustr gateway; every call carries one user's bearer token."""
 
     def __init__(
@@ -75,28 +77,16 @@ class KlustrClient:
             base_url, retry=retry, allow_insecure=allow_insecure, max_connections=max_connections, transport=transport
         )
 
-    def __repr__(self) -> str:
-        return f"KlustrClient({safe_url(self.http.base_url)!r})"
-
-    def close(self) -> None:
-        self.http.close()
-
-    def __enter__(self) -> KlustrClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def user(self, token: str) -> UserRecord:
         """The identity and demographics of the token's user, as one combined record."""
         me = self.http.get(ME, token=token, accept=(401, 403, 404), validate=json_object)
-        _refuse_redirects(me)
+        refuse_redirects(me)
         if me.status_code != 200:
             return UserRecord(None, identity_error=_refusal(me, ME))
         demographics = self.http.get(
             DEMOGRAPHICS, token=token, accept=(204, 401, 403, 404), validate=json_object_or_null
         )
-        _refuse_redirects(demographics)
+        refuse_redirects(demographics)
         return _combined(me, demographics)
 
     def profile(self, token: str) -> Profile:
@@ -110,7 +100,7 @@ class KlustrClient:
 
     def _profile(self, path: str, token: str) -> httpx.Response:
         response = self.http.get(path, token=token, accept=(401, 403, 404), validate=json_object)
-        _refuse_redirects(response)
+        refuse_redirects(response)
         if response.status_code == 404:
             raise NotFound(f"no profile at {safe_url(self.http.url(path))}")
         if response.status_code != 200:
@@ -158,16 +148,6 @@ def _fetch_in_order(
         finally:
             for future in window:
                 future.cancel()
-
-
-def _refuse_redirects(response: httpx.Response) -> None:
-    """A redirect is the gateway's configuration, not a user's refusal: stop with a clear error."""
-    if 300 <= response.status_code < 400:
-        location = safe_url(response.headers.get("location", "?"))
-        raise SourceError(
-            f"{safe_url(response.url)} answered HTTP {response.status_code} (a redirect to {location}): "
-            "use the gateway's own base URL"
-        )
 
 
 def _refusal(response: httpx.Response, path: str) -> str:

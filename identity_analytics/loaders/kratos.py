@@ -26,12 +26,14 @@ from identity_analytics.errors import NotFound, SourceError
 from identity_analytics.load_report import LoadReport
 from identity_analytics.loaders.checkpoint import Checkpoint
 from identity_analytics.loaders.http import (
+    ApiClient,
     HttpSource,
     RetryPolicy,
     json_array,
     json_body,
     json_object,
     next_link,
+    refuse_redirects,
     safe_url,
 )
 from identity_analytics.loaders.pipeline import finish_load
@@ -58,7 +60,7 @@ class Page:
     next_url: str | None
 
 
-class KratosClient:
+class KratosClient(ApiClient):
     """A client of the Kratos admin API (bearer API key for Ory Network, none self-hosted)."""
 
     def __init__(
@@ -71,18 +73,6 @@ class KratosClient:
         transport: httpx.BaseTransport | None = None,
     ):
         self.http = HttpSource(base_url, api_key, retry=retry, allow_insecure=allow_insecure, transport=transport)
-
-    def __repr__(self) -> str:
-        return f"KratosClient({safe_url(self.http.base_url)!r})"
-
-    def close(self) -> None:
-        self.http.close()
-
-    def __enter__(self) -> KratosClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def first_page_url(self, page_size: int = 250, organization_id: str | None = None) -> str:
         """The URL of the first page of the identity list."""
@@ -144,11 +134,10 @@ class KratosClient:
 
 
 def _raise_for_status(response: httpx.Response) -> None:
+    refuse_redirects(response)
     status = response.status_code
     if not 200 <= status < 300:
         hint = " (check the API key)" if status in (401, 403) else ""
-        if 300 <= status < 400:
-            hint = f" (a redirect to {safe_url(response.headers.get('location', '?'))}: use that base URL)"
         raise SourceError(f"{safe_url(response.url)} answered HTTP {status}{hint}")
 
 
