@@ -96,7 +96,6 @@ class _ComponentLP:
         self.n = a_eq.shape[1]
         self.h: Any = new_highs()
         self.h.setOptionValue("presolve", "off")
-        self.h.setOptionValue("threads", 1)
         pass_lp(self.h, np.zeros(self.n), np.zeros(self.n), np.full(self.n, INF), a_eq, b_eq,
                 b_eq)
         self.last: int | None = None

@@ -142,7 +142,6 @@ def _segments(ptr: IntArray, which: IntArray) -> tuple[IntArray, IntArray]:
 def _solver() -> Any:
     h = new_highs()
     h.setOptionValue("presolve", "off")
-    h.setOptionValue("threads", 1)
     return h
 
 

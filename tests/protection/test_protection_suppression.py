@@ -3,6 +3,9 @@ independent LP audit (attacker_intervals)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import numpy.typing as npt
 import pytest
@@ -130,6 +133,35 @@ def test_milp_known_optimum() -> None:
     assert information_loss(grid, heuristic & ~primary) == pytest.approx(
         information_loss(grid, secondary)
     )
+
+
+#: A fresh process (HiGHS keeps one thread scheduler per process): another HiGHS user and the
+#: exact MILP first, then the heuristic and the audit.  With a thread count of its own, the
+#: heuristic's solves were refused ("audit LP status Not Set") once the scheduler existed.
+SHARED_SCHEDULER = """
+import highspy, numpy as np
+from identity_analytics.protection import (
+    CellGrid, attacker_intervals, optimal_secondary, primary_suppression, secondary_suppression)
+other = highspy.Highs()
+other.setOptionValue("output_flag", False)
+other.addVar(0.0, 1.0)
+other.run()
+rng = np.random.default_rng(3)
+grid = CellGrid.full_cube(rng.poisson(12, size=(6, 7, 3)))
+primary = primary_suppression(grid.counts, 10)
+optimal_secondary(grid, primary, 10)
+mask = secondary_suppression(grid, primary, 10)
+lo, hi = attacker_intervals(grid, mask)
+assert (hi - lo)[mask].min() >= 10 - 1e-6
+print(int(primary.sum()), int(mask.sum()))
+"""
+
+
+def test_heuristic_after_other_highs_users_in_the_process() -> None:
+    done = subprocess.run([sys.executable, "-c", SHARED_SCHEDULER], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    n_primary, n_suppressed = map(int, done.stdout.splitlines()[-1].split())
+    assert 0 < n_primary < n_suppressed
 
 
 def test_milp_protect_all_never_cheaper_than_primary_only() -> None:
