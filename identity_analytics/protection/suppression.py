@@ -62,6 +62,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
 
 from identity_analytics.protection._lp import INF, OPTIMAL, new_highs, pass_csc
 from identity_analytics.protection.grid import CellGrid, additivity_matrix, cell_lookup
@@ -182,27 +183,11 @@ class _Structure:
             return []
         pos, lens = _segments(self.c_ptr, cells)
         owner = np.repeat(np.arange(m, dtype=np.int64), lens)
-        rows = self.c_idx[pos]
-        order = np.argsort(rows, kind="stable")
-        rows, owner = rows[order], owner[order]
-        same = rows[1:] == rows[:-1]
-        parent = list(range(m))
-        for a, b in zip(owner[:-1][same].tolist(), owner[1:][same].tolist(), strict=True):
-            while parent[a] != a:
-                parent[a] = parent[parent[a]]
-                a = parent[a]
-            while parent[b] != b:
-                parent[b] = parent[parent[b]]
-                b = parent[b]
-            if a != b:
-                parent[a] = b
-        roots = []
-        for i in range(m):
-            r = i
-            while parent[r] != r:
-                r = parent[r]
-            roots.append(r)
-        lab = np.asarray(roots, dtype=np.int64)
+        # bipartite graph: the cells (0 .. m - 1) and the relations (m + row)
+        size = m + self.n_rows
+        graph = sp.csr_matrix((np.ones(owner.size), (owner, m + self.c_idx[pos])), shape=(size, size))
+        _, lab = connected_components(graph, directed=False)
+        lab = lab[:m]
         order = np.argsort(lab, kind="stable")
         splits = np.flatnonzero(np.diff(lab[order])) + 1
         return [cells[part] for part in np.split(order, splits)]
@@ -542,7 +527,7 @@ class _Cover:
         self.lc_row = self.p_row[self.lc]
         # left-hand side = capacity of the relation's suppressed cells + this constant
         self.lc_own = np.minimum(self.counts[self.lc_cell], k) - k - self.p_cap[self.lc]
-        self.lc_after = self.lc_own + self.p_cap[self.lc]  # ... once the cell is added
+        self.lc_cap = self.p_cap[self.lc]  # the cell's own share, once it is added
         # pairs by cell, capacity conditions by relation (incremental checks)
         self.by_cell = np.argsort(self.p_cell, kind="stable")
         self.cell_ptr = np.searchsorted(self.p_cell[self.by_cell], np.arange(m + 1))
@@ -602,11 +587,12 @@ class _Cover:
         cur = self.cur
         k = self.k
         m = self.m
-        cuts, trig = self.cuts[: self.n_cuts], self.trig[: self.n_cuts]
+        n = self.n_cuts
+        cuts, trig = self.cuts[:n], self.trig[:n]
+        cnt, rowcap, lc_lhs, lc_viol, lhs, viol = self._state(cur)
         for _ in range(m + 1):
-            cnt, rowcap, lc_lhs, lc_viol, lhs, viol = self._state(cur)
             alone = cnt == 1
-            if not alone.any() and not lc_viol.any() and not viol.any():
+            if not (alone.any() or lc_viol.any() or viol.any()):
                 return
             # repairs: relations no longer alone, shares of capacity and cut deficits
             gain = np.bincount(self.p_cell, weights=alone[self.p_row], minlength=m)
@@ -624,7 +610,7 @@ class _Cover:
             # obligations of a new cell: relations where it would be alone, its own
             # capacity conditions and cuts
             pen = np.bincount(self.p_cell, weights=cnt[self.p_row] == 0, minlength=m)
-            short = np.maximum(-(rowcap[self.lc_row] + self.lc_after), 0.0)
+            short = np.maximum(-(lc_lhs + self.lc_cap), 0.0)
             short[cur[self.lc_cell]] = 0.0
             pen += np.bincount(self.lc_cell, weights=short / k, minlength=m)
             idle_c = ~cur[trig]
@@ -639,6 +625,16 @@ class _Cover:
                 cur[:] = True  # nothing repairs the conditions: everything (always safe)
                 return
             cur[j] = True
+            # the state after adding j: only j's relations, their conditions and the cuts move
+            pj = self.by_cell[self.cell_ptr[j] : self.cell_ptr[j + 1]]
+            rows = self.p_row[pj]
+            cnt[rows] += 1
+            rowcap[rows] += self.p_cap[pj]
+            lc_lhs = rowcap[self.lc_row] + self.lc_own
+            lc_viol = cur[self.lc_cell] & (lc_lhs < -_TOL)
+            if n:
+                lhs = lhs + cuts[:, j]
+                viol = cur[trig] & (lhs < -_TOL)
 
     def loss(self) -> float:
         return float(self.weight[self.cur & ~self.fixed].sum())
