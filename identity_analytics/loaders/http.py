@@ -14,6 +14,7 @@ import functools
 import ipaddress
 import json
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -72,12 +73,34 @@ def check_transport_security(base_url: str, allow_insecure: bool) -> None:
         )
 
 
+#: What an HTTP header value may hold: visible ASCII and inner spaces.
+_HEADER_SAFE = re.compile(r"[\x21-\x7e]+(?: [\x21-\x7e]+)*")
+
+
+def bearer_credential(value: str, what: str) -> str:
+    """``value`` without surrounding whitespace (a key read from a file often ends in a
+    newline); a :class:`ValueError` naming ``what``, never the value, if it cannot travel
+    in an HTTP header."""
+    stripped = value.strip()
+    if not _HEADER_SAFE.fullmatch(stripped):
+        raise ValueError(
+            f"the {what} is empty or holds a control or non-ASCII character, which cannot be sent "
+            "in an HTTP header; check how it was read (e.g. the file or variable it came from)"
+        )
+    return stripped
+
+
+class InvalidResponse(SourceError):
+    """A server kept answering with a body that is not the JSON the API defines."""
+
+
 class _Transient(Exception):
     """A failure worth retrying; ``retry_after`` is the server's requested wait, if any."""
 
-    def __init__(self, message: str, retry_after: float | None = None):
+    def __init__(self, message: str, retry_after: float | None = None, *, invalid_body: bool = False):
         super().__init__(message)
         self.retry_after = retry_after
+        self.invalid_body = invalid_body
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -124,7 +147,7 @@ class HttpSource:
     ):
         check_transport_security(base_url, allow_insecure)
         self.base_url = base_url.rstrip("/")
-        self._credential = credential
+        self._credential = bearer_credential(credential, "API key") if credential else credential
         self.retry = retry or RetryPolicy()
         # Requests go straight to the transport: httpx's client layer (cookies, auth flows,
         # redirects, hooks) is not needed here and costs more CPU than the request itself.
@@ -158,14 +181,15 @@ class HttpSource:
 
     def _request(self, path: str, token: str | None) -> tuple[str, dict[str, str]]:
         url = self.url(path)
-        credential = token if token is not None else self._credential
+        credential = bearer_credential(token, "token") if token is not None else self._credential
         headers = {"Accept": "application/json"}
         if credential:
             headers["Authorization"] = f"Bearer {credential}"
         return url, headers
 
     def _gave_up(self, url: str, error: _Transient) -> SourceError:
-        return SourceError(
+        kind = InvalidResponse if error.invalid_body else SourceError
+        return kind(
             f"{safe_url(url)} failed after {self.retry.attempts} attempts ({error}); "
             "check that the service is up, then rerun (with a checkpoint the pull resumes where it stopped)"
         )
@@ -197,7 +221,8 @@ class HttpSource:
                     response.read()
                 finally:
                     response.close()
-            except httpx.TransportError as error:
+            except (httpx.TransportError, httpx.DecodingError) as error:
+                # DecodingError: a body whose Content-Encoding (e.g. gzip) does not decode
                 raise _Transient(type(error).__name__) from None
             return _checked(response, accept, validate)
 
@@ -266,7 +291,7 @@ def _checked(
     try:
         validate(response)
     except ValueError as error:
-        raise _Transient(f"invalid response body ({type(error).__name__})") from None
+        raise _Transient(f"invalid response body ({type(error).__name__})", invalid_body=True) from None
     return response
 
 
@@ -287,11 +312,11 @@ def json_object(response: httpx.Response) -> None:
         raise ValueError("not a JSON object")
 
 
-def json_object_or_null(response: httpx.Response) -> None:
-    """Validator: the body is a JSON object, ``null`` or empty."""
+def json_value(response: httpx.Response) -> None:
+    """Validator: the body is JSON (of any type; an empty body counts as ``null``)."""
     body = json_body(response).strip()
-    if body and not isinstance(json.loads(body), dict | None):
-        raise ValueError("not a JSON object")
+    if body:
+        json.loads(body)
 
 
 def next_link(response: httpx.Response) -> str | None:

@@ -3,8 +3,10 @@
 Each user token gives ``/identities/me`` and ``/identities/me/demographics`` (a 404 there
 means the user has no demographics); the two are joined into one combined record and go
 through the same staging and projection as file records. A token the gateway rejects (401,
-403) or that has no identity (404) is quarantined by its position in the token list, never
-by its value, and the pull goes on.
+403), that has no identity (404), that cannot be sent (a control or non-ASCII character;
+surrounding whitespace is dropped) or whose identity is not a JSON object (after the
+retries, if not JSON at all) is quarantined by its position in the token list, never by its
+value, and the pull goes on; so are demographics that are not JSON, the identity kept.
 """
 
 from __future__ import annotations
@@ -30,10 +32,12 @@ from identity_analytics.loaders.checkpoint import Checkpoint
 from identity_analytics.loaders.http import (
     ApiClient,
     HttpSource,
+    InvalidResponse,
     RetryPolicy,
+    bearer_credential,
     json_body,
     json_object,
-    json_object_or_null,
+    json_value,
     refuse_redirects,
     safe_url,
 )
@@ -79,13 +83,23 @@ class KlustrClient(ApiClient):
 
     def user(self, token: str) -> UserRecord:
         """The identity and demographics of the token's user, as one combined record."""
-        me = self.http.get(ME, token=token, accept=(401, 403, 404), validate=json_object)
+        try:
+            token = bearer_credential(token, "token")
+        except ValueError as error:
+            return UserRecord(None, identity_error=str(error))
+        try:
+            me = self.http.get(ME, token=token, accept=(401, 403, 404), validate=json_value)
+        except InvalidResponse:
+            return UserRecord(None, identity_error=f"{ME} kept answering a body that is not JSON")
         refuse_redirects(me)
         if me.status_code != 200:
             return UserRecord(None, identity_error=_refusal(me, ME))
-        demographics = self.http.get(
-            DEMOGRAPHICS, token=token, accept=(204, 401, 403, 404), validate=json_object_or_null
-        )
+        if not json_body(me).lstrip().startswith(b"{"):
+            return UserRecord(None, identity_error=f"{ME} answered JSON that is not an object")
+        try:
+            demographics = self.http.get(DEMOGRAPHICS, token=token, accept=(204, 401, 403, 404), validate=json_value)
+        except InvalidResponse:
+            return _combined(me, None)
         refuse_redirects(demographics)
         return _combined(me, demographics)
 
@@ -110,10 +124,14 @@ class KlustrClient(ApiClient):
         return response
 
 
-def _combined(me: httpx.Response, demographics: httpx.Response) -> UserRecord:
-    """One combined ``{identity, demographics}`` record from the two responses of a user."""
+def _combined(me: httpx.Response, demographics: httpx.Response | None) -> UserRecord:
+    """One combined ``{identity, demographics}`` record from the two responses of a user
+    (``demographics`` None: its body was not JSON, attempt after attempt). Demographics
+    that are JSON but not an object are quarantined by the pipeline, the identity kept."""
     demographics_body, demographics_error = b"null", None
-    if demographics.status_code == 200:
+    if demographics is None:
+        demographics_error = f"{DEMOGRAPHICS} kept answering a body that is not JSON"
+    elif demographics.status_code == 200:
         demographics_body = json_body(demographics).strip() or b"null"  # an empty body: none
     elif demographics.status_code not in (204, 404):
         demographics_error = _refusal(demographics, DEMOGRAPHICS)

@@ -72,6 +72,11 @@ class StdlibTransport(httpx.BaseTransport):
             except http.client.IncompleteRead:
                 connection.close()
                 raise httpx.RemoteProtocolError("the response body was cut short", request=request) from None
+            except ValueError:
+                # http.client refuses header values with control characters; its message
+                # quotes the value, which may be a credential: never pass it on
+                connection.close()
+                raise httpx.LocalProtocolError("a request header value cannot be sent", request=request) from None
             except (OSError, http.client.HTTPException) as error:
                 connection.close()
                 kind = (

@@ -194,3 +194,56 @@ def test_profiles_with_extra_keys_keep_the_api_shape() -> None:
     with _mock_gateway({"/identities/me/profile": body}) as client:
         profile = client.profile("token").to_json_dict()
     assert set(profile) == {"traits", "metadata_public"} and profile["traits"]["username"] == "u"
+
+
+def test_unsendable_tokens_and_answers_of_the_wrong_shape_are_per_user(
+    policy: ia.PrivacyPolicy, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    users = {token: USERS[token] for token in TOKENS[:6]}
+    users[TOKENS[1]] = {"identity": ["not", "an", "object"], "demographics": None}
+    users[TOKENS[2]] = {"identity": USERS[TOKENS[2]]["identity"], "demographics": [1, 2]}
+    tokens = [
+        TOKENS[0],
+        TOKENS[1],
+        TOKENS[2],
+        f" {TOKENS[3]}\r\n",  # read from a file with its line ending: the whitespace goes
+        "SECRET-TOKEN-with-newline\ninside",
+        "SECRET-TOKEN-é",
+    ]
+    with KlustrServer(users) as server:
+        ds = ia.Dataset.from_klustr(server.url, tokens, policy=policy)
+    reasons = {r["line"]: r["reason"] for r in ds.quarantine.to_pylist()}
+    assert reasons[2] == "user token #2: /identities/me answered JSON that is not an object"
+    assert reasons[3] == "`demographics` is not an object"
+    assert "control or non-ASCII" in reasons[5] and "control or non-ASCII" in reasons[6]
+    report = ds.load_report
+    assert (report.identities.read, report.identities.loaded, report.identities.quarantined) == (6, 3, 3)
+    assert report.demographics.quarantined == 1 and report.identities.balanced and report.demographics.balanced
+    for text in (caplog.text, json.dumps(ds.quarantine.to_pylist()), repr(ds)):
+        assert "SECRET-TOKEN" not in text
+
+
+def test_bodies_that_never_become_json_are_per_user_and_bad_gzip_is_retried() -> None:
+    import httpx
+
+    served: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        served.append(request.url.path)
+        token = request.headers["Authorization"].removeprefix("Bearer ")
+        if len(served) == 1:  # a body that claims gzip but is not: retried
+            return httpx.Response(200, headers={"Content-Encoding": "gzip"}, content=b"not gzip at all")
+        if request.url.path == "/identities/me":
+            body = b'{"id": "u1"' if token == "broken-me" else b'{"id": "' + token.encode() + b'"}'
+            return httpx.Response(200, content=body)
+        return httpx.Response(200, content=b"{not json" if token == "broken-demographics" else b"{}")
+
+    transport = httpx.MockTransport(handler)
+    with KlustrClient("https://gateway.test", retry=FAST_RETRY, transport=transport) as client:
+        assert client.user("ok").record is not None and served[:2] == ["/identities/me"] * 2
+        me = client.user("broken-me")
+        demographics = client.user("broken-demographics")
+    assert me.record is None and me.identity_error == "/identities/me kept answering a body that is not JSON"
+    assert demographics.record is not None and json.loads(demographics.record)["demographics"] is None
+    assert demographics.demographics_error == "/identities/me/demographics kept answering a body that is not JSON"

@@ -227,3 +227,15 @@ def test_identities_with_any_json_traits_or_metadata_parse() -> None:
     with _mock_client(handler) as client:
         identity = client.get("x")
     assert identity.id == "x" and identity.traits.email is None and identity.metadata_public == ["a"]
+
+
+def test_an_api_key_read_with_its_newline_works_and_an_unsendable_one_is_named_not_shown(
+    policy: ia.PrivacyPolicy,
+) -> None:
+    with KratosServer(IDENTITIES[:20], api_key=API_KEY) as server:
+        ds = ia.Dataset.from_kratos(server.url, api_key=f"{API_KEY}\n", policy=policy)
+        assert ds.load_report.identities.loaded == 20
+        for bad in (f"{API_KEY}\nX-Injected: 1", f"{API_KEY}é", " "):
+            with pytest.raises(ValueError, match="API key is empty or holds a control or non-ASCII") as error:
+                ia.Dataset.from_kratos(server.url, api_key=bad, policy=policy)
+            assert API_KEY not in str(error.value)
