@@ -2,7 +2,8 @@
 
 Exit codes: 0 success, 2 bad input or config, 3 refused by a privacy rule, 4 a source failed
 after retries. Errors are one line on stderr naming the file or option; ``--debug`` shows the
-traceback. On a terminal a spinner on stderr tells what a long load or report is doing.
+traceback first (the exit code stays the same). On a terminal a spinner on stderr tells what
+a long load or report is doing.
 The pseudonym key comes from ``IDENTITY_ANALYTICS_PSEUDONYM_KEY``.
 """
 
@@ -96,8 +97,8 @@ def _run(action: Callable[[], T]) -> T:
     except typer.Exit:
         raise
     except Exception as error:
-        if _state["debug"]:
-            raise
+        if _state["debug"]:  # the traceback, then the same exit code as without --debug
+            err.print_exception()
         if isinstance(error, ia.PrivacyError):
             _fail(EXIT_PRIVACY, str(error))
         if isinstance(error, ia.SourceError):
@@ -132,7 +133,13 @@ def _dataset(
     if store is not None:
         if demographics:
             raise ValueError("--demographics goes with --identities, not with --store")
-        return ia.Dataset.open(store, policy=policy)
+        ds = ia.Dataset.open(store, policy=policy)
+        if reference_date is not None and reference_date != ds.reference_date:
+            raise ValueError(
+                f"reference date {reference_date} given, but the store's ages were computed at "
+                f"{ds.reference_date} when it was loaded; load the files again with that date, or leave it out"
+            )
+        return ds
     assert identities is not None
     with _status(_loading([*identities, *(demographics or [])])):
         return ia.Dataset.from_files(identities, demographics or None, policy=policy, reference_date=reference_date)

@@ -453,13 +453,40 @@ class Dataset:
         return SegmentResult(segment, self, int(size), False)
 
     def _segment_breakdown(self, segment: Segment, by: Sequence[str] | str, **kwargs: Any) -> CohortTable:
+        """The breakdown table, its releases checked by the differencing guard (all or nothing).
+
+        With exact counts (``protect="suppress"``) every published non-zero cell is a released
+        population (the segment's filter plus the cell's categories); with rounding, the
+        published cells still add up to a bound on the segment's size, which is released.
+        """
         table = self.cohorts(by, where=segment.where, **kwargs)
-        if not table.suppressed.all():  # the published cells add up to (a bound on) the segment's size
-            label = segment_label(segment)
-            population = population_sql(segment.where, self._policy.include_inactive)
+        if table.suppressed.all():
+            return table
+        label = segment_label(segment)
+        inactive = self._policy.include_inactive
+        k = max(self._policy.k, table.k)
+        if table.base is not None:
+            population = population_sql(segment.where, inactive)
             (size,) = self._con.execute(f"SELECT count(*) FROM ({population})").fetchall()[0]
-            k = max(self._policy.k, table.k)
             self._ledger.release(population, size, k, f"the breakdown of {label}", f"size of {label}")
+            return table
+        with self._ledger.all_or_nothing():
+            for cell in np.flatnonzero(~table.suppressed & (table.published > 0)).tolist():
+                where = {dim: list(values) for dim, values in segment.where.items()}
+                categories = []
+                for j, dim in enumerate(table.by):
+                    code = int(table.grid.codes[cell, j])
+                    if code >= 0:
+                        where[dim] = [table.categories[j][code]]
+                        categories.append(f"{dim}={table.categories[j][code]}")
+                cell_label = f"cell {', '.join(categories)} of the breakdown of {label}" if categories else label
+                self._ledger.release(
+                    population_sql(where, inactive),
+                    int(table.published[cell]),
+                    k,
+                    f"the {cell_label}",
+                    cell_label if categories else f"size of {label}",
+                )
         return table
 
     def _segment_members(self, segment: Segment, allow_minors: bool) -> pa.Table:

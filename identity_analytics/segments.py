@@ -85,7 +85,15 @@ class Segment(BaseModel):
         """Read a segment saved as YAML or JSON."""
         path = Path(path)
         text = path.read_text("utf-8")
-        return cls.from_yaml(text) if path.suffix in (".yaml", ".yml") else cls.from_json(text)
+        if path.suffix not in (".yaml", ".yml"):
+            return cls.from_json(text)
+        try:
+            return cls.from_yaml(text)
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+            problem = getattr(error, "problem", None) or type(error).__name__
+            raise ValueError(f"{where}: not valid YAML ({problem}); fix the segment file") from None
 
 
 @dataclass

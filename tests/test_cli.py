@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
@@ -312,6 +313,34 @@ def test_load_then_segment_with_members_export(cli: CliRunner, tmp_path: Path) -
     assert lines[0] == "pseudonym" and len(lines) > 100 and all(len(line) == 64 for line in lines[1:])
 
 
-def test_debug_shows_the_traceback(cli: CliRunner) -> None:
+def test_debug_shows_the_traceback_and_keeps_the_exit_code(cli: CliRunner) -> None:
     result = cli.invoke(app, ["--debug", "profile", "x", "--identities", "nope.ndjson"])
-    assert result.exit_code != 0 and result.exception is not None
+    assert result.exit_code == 2 and "Traceback" in result.stderr and "LoadError" in result.stderr
+
+
+def test_a_segment_file_that_is_not_yaml_exits_2_naming_file_and_line(cli: CliRunner, tmp_path: Path) -> None:
+    segment = tmp_path / "bad.yaml"
+    segment.write_text("name: bad\nwhere: {income: [low\n")
+    result = cli.invoke(app, ["segment", str(segment), *IDS])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"error: {segment}:3: not valid YAML"), result.stderr
+
+
+def test_a_reference_date_other_than_the_stores_is_refused(cli: CliRunner, tmp_path: Path) -> None:
+    store = str(tmp_path / "s")
+    assert cli.invoke(app, ["load", *IDS, "--store", store, "--reference-date", "2026-11-01"]).exit_code == 0
+    same = cli.invoke(app, ["report", "--store", store, "--by", "age", "--out", str(tmp_path / "r1"),
+                            "--reference-date", "2026-11-01"])  # fmt: skip
+    assert same.exit_code == 0, same.output
+    other = cli.invoke(app, ["report", "--store", store, "--by", "age", "--out", str(tmp_path / "r2"),
+                             "--reference-date", "1990-01-01"])  # fmt: skip
+    assert other.exit_code == 2 and "computed at 2026-11-01" in other.stderr
+    assert not (tmp_path / "r2").exists()
+
+
+def test_gzip_loads_leave_no_file_open(cli: CliRunner, tmp_path: Path) -> None:
+    compressed = tmp_path / "identities.ndjson.gz"
+    compressed.write_bytes(gzip.compress((FIXTURES / "identities.ndjson").read_bytes()))
+    result = cli.invoke(app, ["load", "--identities", str(compressed), "--store", str(tmp_path / "s")])
+    assert result.exit_code == 0, result.output
+    assert "unclosed" not in result.stderr and "warning" not in result.stderr.replace("pseudonym key", "")

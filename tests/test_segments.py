@@ -282,3 +282,26 @@ def test_an_older_store_under_another_key_refuses_member_lists(tmp_path: Path, p
     with pytest.raises(ia.PrivacyError, match="minors cannot be left out"):
         reopened.segment(segment).members()
     assert reopened.segment(segment).members(allow_minors=True).num_rows == 22
+
+
+def test_breakdown_cells_pass_the_differencing_guard() -> None:
+    # 30 young men: 25 single, 5 with no known relationship status
+    rows = [{"age": "_25_to_34", "gender": "male", "relationship_status": "single"}] * 25
+    rows += [{"age": "_25_to_34", "gender": "male"}] * 5 + [{"age": "_25_to_34", "gender": "female"}] * 40
+    young = ia.Segment(name="young", where={"age": ["_25_to_34"]})
+    single_men = ia.Segment(
+        name="single men", where={"age": ["_25_to_34"], "gender": ["male"], "relationship_status": ["single"]}
+    )
+    ds = _dataset(rows)
+    table = ds.segment(young).breakdown(["gender"]).to_pandas()
+    assert int(table.loc[table.gender == "male", "count"].iloc[0]) == 30
+    with pytest.raises(ia.PrivacyError, match="earlier released cell gender=male of the breakdown of segment 'young'"):
+        ds.segment(single_men)  # 30 - 25 would give away the 5 others
+    ds = _dataset(rows)
+    assert ds.segment(single_men).size == 25
+    with pytest.raises(ia.PrivacyError, match="the cell gender=male of the breakdown of segment 'young'"):
+        ds.segment(young).breakdown(["gender"])
+    (released,) = ds.connection.execute("SELECT count(DISTINCT release) FROM _released").fetchall()[0]
+    assert released == 2  # single men, then the size of "young": the refused table released no cell
+    rounded = _dataset(rows).segment(young).breakdown(["gender"], protect="suppress+round", base=5)
+    assert rounded.to_pandas()["count"].dropna().mod(5).eq(0).all()

@@ -72,10 +72,9 @@ def resolve_paths(spec: PathSpec, what: str) -> list[Path]:
 
 def open_binary(path: Path, compressed: bool) -> BinaryIO:
     """The file's (decompressed) bytes."""
-    raw = path.open("rb")
     if compressed:
-        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
-    return raw
+        return gzip.open(path, "rb")  # type: ignore[return-value]  # closes the file with it
+    return path.open("rb")
 
 
 def _unreadable(path: Path, error: BaseException) -> LoadError:

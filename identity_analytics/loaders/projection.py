@@ -106,8 +106,18 @@ def _band(years: str) -> str:
     return f"CASE WHEN {years} IS NULL OR {years} < 0 OR {years} > {MAX_PLAUSIBLE_AGE} THEN NULL {whens} END"
 
 
+def completed_years(birthdate: str) -> str:
+    """SQL: completed years from the DATE expression ``birthdate`` to ``$reference_date``
+    (-1 for a future birthdate). A birthday counts from its month and day, so someone born
+    on 29 February completes a year on 1 March in common years (DuckDB's ``date_sub`` counts
+    28 February)."""
+    ref = "(year($reference_date) * 10000 + month($reference_date) * 100 + day($reference_date))"
+    born = f"(year({birthdate}) * 10000 + month({birthdate}) * 100 + day({birthdate}))"
+    return f"CASE WHEN {birthdate} > $reference_date THEN -1 ELSE ({ref} - {born}) // 10000 END"
+
+
 #: Completed years from the trait birthdate to the reference date (computed once per row).
-_YEARS = "date_sub('year', TRY_CAST(trait_birthdate AS DATE), $reference_date)"
+_YEARS = completed_years("TRY_CAST(trait_birthdate AS DATE)")
 
 
 def _category(dimension: str) -> str:
@@ -313,7 +323,7 @@ def collect_minors(
     con.execute(
         f"""CREATE OR REPLACE TABLE {MINORS_TABLE} AS
         SELECT sha256($opad || unhex(sha256($ipad || encode(id)))) AS pseudonym FROM {relation}
-        WHERE date_sub('year', TRY_CAST({birthdate} AS DATE), $reference_date) < {MINIMUM_MEMBER_AGE}""",
+        WHERE {completed_years(f'TRY_CAST({birthdate} AS DATE)')} < {MINIMUM_MEMBER_AGE}""",
         {"ipad": ipad, "opad": opad, "reference_date": reference_date},
     )
 

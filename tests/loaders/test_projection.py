@@ -49,6 +49,7 @@ def test_pseudonym_replaces_the_id(tmp_path: Path, policy: ia.PrivacyPolicy) -> 
         ("2001-11-01", "_25_to_34"),
         ("1961-11-01", "_65_plus"),
         ("2030-01-01", "other"),  # born after the reference date
+        ("2027-03-01", "other"),  # ... also less than a year after it
         ("1850-01-01", "other"),
         ("not a date", "other"),
         (None, "undetermined"),
@@ -59,6 +60,25 @@ def test_age_band_from_birthdate_in_completed_years(
 ) -> None:
     traits = {} if birthdate is None else {"birthdate": birthdate}
     assert load_one(tmp_path, policy, {"traits": traits})["age"] == band
+
+
+@pytest.mark.parametrize(
+    ("reference_date", "band", "minor"),
+    [
+        (datetime.date(2027, 2, 28), "_0_to_14", True),  # 29 February: a year completes on 1 March
+        (datetime.date(2027, 3, 1), "_15_to_24", True),
+        (datetime.date(2028, 2, 28), "_15_to_24", True),  # 15, not yet 16
+        (datetime.date(2028, 2, 29), "_15_to_24", False),
+    ],
+)
+def test_leap_day_birthdays_complete_on_their_month_and_day(
+    tmp_path: Path, policy: ia.PrivacyPolicy, reference_date: datetime.date, band: str, minor: bool
+) -> None:
+    ids = write_lines(tmp_path / "ids.ndjson", [json.dumps({"id": "x", "traits": {"birthdate": "2012-02-29"}})])
+    ds = ia.Dataset.from_files(ids, policy=policy, reference_date=reference_date)
+    assert ds.identities.column("age").to_pylist() == [band]
+    (minors,) = ds.connection.execute("SELECT count(*) FROM minors").fetchall()[0]
+    assert minors == int(minor)
 
 
 def test_demographics_age_wins_over_birthdate(tmp_path: Path, policy: ia.PrivacyPolicy) -> None:
