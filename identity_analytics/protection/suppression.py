@@ -44,9 +44,12 @@ exact with respect to the guarantee, close to the minimum loss, and with few LPs
   the remaining witnesses or new LPs.  A cell the known conditions keep needs no LP.
 
 The result is exact with respect to the guarantee: every suppressed cell ends with valid
-witnesses ``k`` apart (checked independently by :func:`attacker_intervals` in the tests).
-Should the rounds not settle (``_MAX_ROUNDS``), the whole region is suppressed, which is safe
-by itself: every cell then moves freely up with all its margins.
+witnesses ``k`` apart, or with all its margins suppressed (checked independently by
+:func:`attacker_intervals` in the tests).
+Should the rounds (``_MAX_ROUNDS``) or the LP work budget of the run (``_LP_WORK_BUDGET``) run
+out before a pattern is proven, the unproven cells are suppressed with all their margins (the
+upward closure), which is safe by itself: each can move up by k with all its margins; no
+pruning follows. Improvement and pruning stop at the budget with the last proven pattern.
 
 Large tables (more than ``_GLOBAL_LIMIT`` cells) are processed region by region: the cover
 runs on a sub-cube around each primary cell not yet safe (whole dimensions, smallest first,
@@ -83,7 +86,7 @@ _REGION_ALTS = 2
 _REGION_CELLS = 3000
 #: weight of one new obligation against one unit of loss in the greedy choice
 _ALPHA = 0.5
-#: cover/audit rounds before falling back to suppressing the whole region (safe)
+#: cover/audit rounds before falling back to the upward closure (safe)
 _MAX_ROUNDS = 100
 #: reverse-deletion passes (each one is audited again)
 _MAX_REVERSE = 3
@@ -93,6 +96,13 @@ _IMPROVE_ROUNDS = 4
 _IMPROVE_TRIALS = 4
 #: restarts of the cover with one of the costliest secondary cells forbidden
 _RESTARTS = 3
+#: LP work of one run (columns summed over solves; a solve costs ~5 us per column). The
+#: hardest realistic tables measured use ~0.4 M (a 13,230-cell 4-D table; 450-cell cohort
+#: tables ~6 k). Sparse tables where most cells are below k can ask for far more; past the
+#: budget no pattern is left unproven: an unsettled region falls back to the upward closure
+#: of its unproven cells (safe by itself), improvement and pruning stop with the last proven
+#: pattern.
+_LP_WORK_BUDGET = 1_000_000
 
 
 def _check_k(k: int) -> int:
@@ -139,18 +149,50 @@ def _segments(ptr: IntArray, which: IntArray) -> tuple[IntArray, IntArray]:
     return offsets + np.arange(total, dtype=np.int64), lens
 
 
+def _strides(shape: tuple[int, ...]) -> IntArray:
+    """Mixed-radix strides of cell keys (radices ``shape_j + 1``; see ``cell_lookup``)."""
+    radix = np.asarray(shape, dtype=np.int64) + 1
+    strides = np.ones(len(shape), dtype=np.int64)
+    for j in range(len(shape) - 2, -1, -1):
+        strides[j] = strides[j + 1] * radix[j + 1]
+    return strides
+
+
 def _solver() -> Any:
     h = new_highs()
     h.setOptionValue("presolve", "off")
     return h
 
 
-def _audit_solver() -> Any:
-    h = _solver()
-    # dual simplex: the warm re-solves per target take a few more iterations than primal
-    # simplex, but land on vertices whose witnesses prove more cells (about 40% fewer LPs)
-    h.setOptionValue("simplex_strategy", 1)
+def _audit_solver(whole_table: bool, h: Any = None) -> Any:
+    h = _solver() if h is None else h
+    # Dual simplex on whole (small) tables: its warm re-solves per target take a few more
+    # iterations than primal simplex, but land on vertices whose witnesses prove more cells
+    # (about 40% fewer LPs). On the regions of large tables, with larger LPs, primal simplex
+    # is about twice as fast.
+    h.setOptionValue("simplex_strategy", 1 if whole_table else 4)
     return h
+
+
+class _OutOfBudget(Exception):
+    """The LP work budget of one run is spent: the pattern at hand is left unproven."""
+
+
+class _Meter:
+    """LP work of one run, in columns solved (the cost of a warm re-solve grows with them)."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.spent = 0
+
+    @property
+    def exhausted(self) -> bool:
+        return self.spent >= self.budget
+
+    def charge(self, columns: int) -> None:
+        if self.exhausted:
+            raise _OutOfBudget
+        self.spent += columns
 
 
 class _Structure:
@@ -314,11 +356,12 @@ class _WorldLP:
     target vanish outside its component, and its witnesses are cut down to the component.
     """
 
-    def __init__(self, st: _Structure, counts: FloatArray, k: int, h: Any) -> None:
+    def __init__(self, st: _Structure, counts: FloatArray, k: int, h: Any, meter: _Meter) -> None:
         self.st = st
         self.counts = counts
         self.k = float(k)
         self.h = h
+        self.meter = meter
         pass_csc(h, np.zeros(0), np.zeros(0), np.zeros(0),
                  (np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0), 0),
                  np.zeros(0), np.zeros(0))
@@ -397,6 +440,7 @@ class _WorldLP:
         """Witness tables ``u``, ``w`` over ``comp`` (the cell's component) and the width
         they prove for ``cell``."""
         h = self.h
+        self.meter.charge(2 * self.cells.size)
         c = int(self.col_of[cell])
         if c != self._target:
             self._release()
@@ -712,12 +756,15 @@ class _Engine:
         self.pool = _Pool(self.n)
         self._lookup: IntArray | None = None
         self._free: list[Any] = []  # HiGHS instances to reuse (passModel replaces the model)
+        self.meter = _Meter(_LP_WORK_BUDGET)
+        #: a cover fell back to the upward closure (its cells have no witnesses: no pruning)
+        self.fell_back = False
         self._cover: _Cover | None = None  # conditions known after the last cover
         self._world: _WorldLP | None = None  # its attacker LPs
 
-    def _new_lp(self) -> _WorldLP:
-        h = self._free.pop() if self._free else _audit_solver()
-        return _WorldLP(self.st, self.counts, self.k, h)
+    def _new_lp(self, whole_table: bool) -> _WorldLP:
+        h = _audit_solver(whole_table, self._free.pop() if self._free else None)
+        return _WorldLP(self.st, self.counts, self.k, h, self.meter)
 
     # -- audit ---------------------------------------------------------------------------
 
@@ -782,11 +829,13 @@ class _Engine:
         """Extend ``sup`` inside ``region`` until every suppressed region cell in ``targets``
         (and every new one) is safe; cells outside the region count as published."""
         cov = _Cover(self, region, sup)
-        lp = self._new_lp()
+        lp = self._new_lp(region.size == self.n)
         check_mask = targets[region] | ~sup[region]
         if not self._settle(cov, lp, region, check_mask, pool, _MAX_ROUNDS, None):
+            # safe without an LP: each unproven cell moves up by k with all its margins
+            self.fell_back = True
             out = sup.copy()
-            out[region] = True  # safe without proof: every cell moves up with its margins
+            out[self.upward_closure(region[cov.fixed & check_mask])] = True
             return out
         if improve:
             self._improve(cov, lp, region, check_mask, pool)
@@ -801,7 +850,15 @@ class _Engine:
     def _settle(self, cov: _Cover, lp: _WorldLP, region: IntArray, check_mask: BoolArray,
                 pool: _Pool, rounds: int, bound: float | None) -> bool:
         """Alternate greedy cover and audit (with reverse deletions) until the pattern
-        passes the audit (True), or ``rounds`` run out or its loss reaches ``bound``."""
+        passes the audit (True), or ``rounds`` or the LP work budget run out or its loss
+        reaches ``bound``."""
+        try:
+            return self._settle_rounds(cov, lp, region, check_mask, pool, rounds, bound)
+        except _OutOfBudget:
+            return False
+
+    def _settle_rounds(self, cov: _Cover, lp: _WorldLP, region: IntArray, check_mask: BoolArray,
+                       pool: _Pool, rounds: int, bound: float | None) -> bool:
         reverses = 0
         reversed_at: BoolArray | None = None
         for _ in range(rounds):
@@ -837,7 +894,7 @@ class _Engine:
         tried = np.zeros(cov.m, dtype=bool)
         for _ in range(_IMPROVE_TRIALS):
             cand = np.flatnonzero(best & ~cov.fixed & ~tried)
-            if cand.size == 0:
+            if cand.size == 0 or self.meter.exhausted:
                 break
             j = int(cand[np.argmax(cov.weight[cand])])
             tried[j] = True
@@ -856,6 +913,8 @@ class _Engine:
         cand = np.flatnonzero(best & ~cov.fixed)
         forbidden = [-1, *cand[np.argsort(-cov.weight[cand], kind="stable")][:_RESTARTS].tolist()]
         for j in forbidden:
+            if self.meter.exhausted:
+                break
             cov.cur = cov.fixed.copy()
             if j >= 0:
                 cov.forbid[j] = True
@@ -868,6 +927,22 @@ class _Engine:
                 cov.forbid[j] = False
         cov.cur = best
 
+    def upward_closure(self, cells: IntArray) -> IntArray:
+        """``cells`` with all their margins (every cell that aggregates away some of their
+        dimensions). Suppressed together, they need no LP: each can move up by k, and all
+        its margins with it, consistently with every relation."""
+        grid = self.grid
+        if self._lookup is None:
+            self._lookup = cell_lookup(grid)
+        codes = grid.codes[cells].astype(np.int64)
+        strides = _strides(grid.shape)
+        found = []
+        for subset in range(1 << grid.n_dims):
+            away = np.array([subset >> j & 1 for j in range(grid.n_dims)], dtype=bool)
+            found.append(self._lookup[(np.where(away, -1, codes) + 1) @ strides])
+        closure = np.concatenate(found)
+        return np.asarray(np.unique(closure[closure >= 0]), dtype=np.int64)
+
     # -- regions (large tables) ----------------------------------------------------------
 
     def region(self, cell: int, sup: BoolArray) -> IntArray:
@@ -879,9 +954,7 @@ class _Engine:
             self._lookup = cell_lookup(grid)
         lookup = self._lookup
         radix = np.asarray(grid.shape, dtype=np.int64) + 1
-        strides = np.ones(grid.n_dims, dtype=np.int64)
-        for j in range(grid.n_dims - 2, -1, -1):
-            strides[j] = strides[j + 1] * radix[j + 1]
+        strides = _strides(grid.shape)
         codes_per_dim = np.minimum(radix, _REGION_ALTS + 2)
         for j in np.argsort(radix, kind="stable").tolist():
             wider = codes_per_dim.copy()
@@ -947,13 +1020,17 @@ class _Engine:
             hi, lo = pool.bounds(affected, valid_j)
             short = affected[hi - lo < k - _TOL]
             ok = short.size == 0
-            if not ok and lp is not None:
+            if not ok and lp is not None and not self.meter.exhausted:
                 ok = True
                 lp.sync(sup)
                 for cell in short.tolist():
                     # the component of the cell before j was published: a union of components
                     comp = comps[int(label[cell])]
-                    u, w, width = lp.solve(cell, comp)
+                    try:
+                        u, w, width = lp.solve(cell, comp)
+                    except _OutOfBudget:
+                        ok = False
+                        break
                     pool.add(comp, u)
                     pool.add(comp, w)
                     if width < k - _TOL:
@@ -974,7 +1051,8 @@ class _Engine:
             everything = np.ones(self.n, dtype=bool)
             sup = self.cover(np.arange(self.n, dtype=np.int64), primary.copy(), everything,
                              self.pool, True)
-            self.prune(sup, primary)
+            if not self.fell_back:
+                self.prune(sup, primary)
             return sup
         # large tables: one region around each cell not yet safe (no pruning: without LPs
         # over the whole table, the witnesses of other regions rarely allow any)

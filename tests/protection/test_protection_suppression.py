@@ -267,3 +267,30 @@ def test_audit_matches_plain_linprog(case: tuple[np.ndarray, int, bool], seed: i
         else:
             assert high.status == 0
             assert hi[i] == pytest.approx(-high.fun, abs=1e-6)
+
+
+@pytest.mark.parametrize("global_limit", [10_000, 0])  # the whole table at once; region by region
+def test_past_the_lp_budget_unproven_cells_fall_back_to_their_margins(
+    monkeypatch: pytest.MonkeyPatch, global_limit: int
+) -> None:
+    # a sparse table: most non-empty cells are below k, the kind that asks for thousands of LPs
+    counts = np.random.default_rng(11).poisson(1.5, size=(6, 7, 5))
+    grid = CellGrid.full_cube(counts)
+    primary = primary_suppression(grid.counts, 3)
+    closures: list[int] = []
+    closure = suppression_module._Engine.upward_closure
+
+    def spy(engine: suppression_module._Engine, cells: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        closures.append(cells.size)
+        return closure(engine, cells)
+
+    monkeypatch.setattr(suppression_module._Engine, "upward_closure", spy)
+    monkeypatch.setattr(suppression_module, "_GLOBAL_LIMIT", global_limit)
+    unlimited = secondary_suppression(grid, primary, 3)
+    assert not closures
+    monkeypatch.setattr(suppression_module, "_LP_WORK_BUDGET", 300)
+    limited = secondary_suppression(grid, primary, 3)
+    assert closures and sum(closures) > 0
+    assert_protected(grid, limited, 3)
+    assert_protected(grid, unlimited, 3)
+    assert int(limited.sum()) < grid.n_cells  # not everything: the interior cells of k or more stay
