@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import datetime
+import functools
 import logging
 import shutil
 import tempfile
+import threading
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import duckdb
 import numpy as np
@@ -86,6 +88,22 @@ def connect(memory_limit: str | None = None, temp_directory: str | Path | None =
     return con
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _serialised(method: Callable[P, R]) -> Callable[P, R]:
+    """Run a Dataset method holding the Dataset's lock: a DuckDB connection answers one
+    query at a time, and a result set read by another thread would mix two answers."""
+
+    @functools.wraps(method)
+    def locked(*args: P.args, **kwargs: P.kwargs) -> R:
+        with args[0]._lock:  # type: ignore[attr-defined]
+            return method(*args, **kwargs)
+
+    return locked
+
+
 class Dataset:
     """Identity data loaded under a privacy policy.
 
@@ -111,6 +129,8 @@ class Dataset:
         self._load_report = load_report
         self._quarantine = quarantine
         self._ledger = ReleaseLedger(con)
+        #: one DuckDB connection serves every call: calls from several threads take turns
+        self._lock = threading.RLock()
         #: False for a store written before minors were kept, opened under another key
         self._minors_known = True
 
@@ -364,6 +384,7 @@ class Dataset:
 
         return open_store(cls, Path(path), policy)
 
+    @_serialised
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
         """Write the Dataset to a Parquet store (a directory with a manifest), atomically."""
         from identity_analytics.store import save_store
@@ -373,6 +394,7 @@ class Dataset:
     # contents -----------------------------------------------------------------------------
 
     @property
+    @_serialised
     def identities(self) -> pa.Table:
         """The analytics table: ``pseudonym`` and the dimension columns, one row per identity."""
         columns = ", ".join(c if c == "pseudonym" else f"{c}::VARCHAR AS {c}" for c in ANALYTICS_COLUMNS)
@@ -408,6 +430,7 @@ class Dataset:
 
     # analytics -------------------------------------------------------------------------------
 
+    @_serialised
     def cohorts(
         self,
         by: Sequence[str] | str,
@@ -440,6 +463,7 @@ class Dataset:
 
     # segments and profiles ------------------------------------------------------------------
 
+    @_serialised
     def segment(self, segment: Segment) -> SegmentResult:
         """Size a segment under the privacy rules (size below k -> suppressed, differencing refused)."""
         validate_filters(segment.where, self._vocabulary)
@@ -452,6 +476,7 @@ class Dataset:
         self._ledger.release(population, size, k, f"the size of {label}", f"size of {label}")
         return SegmentResult(segment, self, int(size), False)
 
+    @_serialised
     def _segment_breakdown(self, segment: Segment, by: Sequence[str] | str, **kwargs: Any) -> CohortTable:
         """The breakdown table, its releases checked by the differencing guard (all or nothing).
 
@@ -489,6 +514,7 @@ class Dataset:
                 )
         return table
 
+    @_serialised
     def _segment_members(self, segment: Segment, allow_minors: bool) -> pa.Table:
         validate_filters(segment.where, self._vocabulary)
         if not allow_minors and not self._minors_known:
@@ -509,6 +535,7 @@ class Dataset:
         self._ledger.release(population, size, k, f"the member list of {label}", f"member list of {label}")
         return self._con.sql(f"SELECT pseudonym FROM ({population}) ORDER BY pseudonym").to_arrow_table()
 
+    @_serialised
     def overlap(self, segments: Sequence[Segment]) -> OverlapTable:
         """A protected table of the pairwise intersections of segments (sizes on the diagonal).
 
@@ -538,6 +565,7 @@ class Dataset:
         """Profile views (``get``, ``public``, ``table``) from the same loaded data."""
         return ProfileStore(self._con, self._policy)
 
+    @_serialised
     def risk(self, quasi_identifiers: Sequence[str], sensitive: str | None = None, k: int | None = None) -> RiskReport:
         """k-anonymity of the counted identities over ``quasi_identifiers``; l-diversity of ``sensitive``."""
         return compute_risk(
@@ -548,6 +576,7 @@ class Dataset:
             self._policy.include_inactive,
         )
 
+    @_serialised
     def __len__(self) -> int:
         return int(self._con.execute(f"SELECT count(*) FROM {ANALYTICS_TABLE}").fetchall()[0][0])
 

@@ -49,7 +49,7 @@ class ProfileStore:
     """Profile views over a Dataset's profile store (traits and metadata_public by identity id)."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, policy: PrivacyPolicy):
-        self._con = con
+        self._con = con.cursor()  # its own connection to the same database: safe beside other threads
         self._policy = policy
 
     def _rows(self, ids: Sequence[str]) -> dict[str, tuple[Any, Any, Any]]:

@@ -202,3 +202,14 @@ def test_audit_widths_are_free_of_solver_noise() -> None:
     audit = cohort.audit()
     assert audit.num_rows > 0 and all(audit.column("protected").to_pylist())
     assert min(audit.column("width").to_pylist()) == 3.0
+
+
+def test_threads_sharing_a_dataset_get_their_own_answers(fixture_dataset: ia.Dataset) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    requests = [("age",), ("gender",), ("income", "household"), ("age", "parental_status")] * 6
+    expected = {by: fixture_dataset.cohorts(list(by)).to_pandas() for by in set(requests)}
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda by: (by, fixture_dataset.cohorts(list(by)).to_pandas()), requests))
+    for by, table in answers:
+        assert table.equals(expected[by]), by
