@@ -321,10 +321,18 @@ def compute_cohorts(
     base = _check_base(protect, base, k)
     filters = validate_filters(where, vocabulary)
     categories = tuple(filters.get(d, vocabulary.categories(d)) for d in dims)
-    sql = cohort_sql(dims, filters, include_inactive, margins)
-    grid = _grid(con.execute(sql).fetchall(), categories, margins)
+    # Without margins in the output, suppression still protects the whole cube: the margins
+    # are published by other calls (a table of fewer dimensions, any grand total), so the
+    # interior cells shown are those of the table with margins, with the same pattern.
+    cube = margins or "suppress" in protect
+    sql = cohort_sql(dims, filters, include_inactive, cube)
+    grid = _grid(con.execute(sql).fetchall(), categories, cube)
     primary = primary_suppression(grid.counts, k) if "suppress" in protect else np.zeros(grid.n_cells, dtype=bool)
     suppressed = secondary_suppression(grid, primary, k) if "suppress" in protect else primary
+    if cube and not margins:
+        interior = ~grid.is_margin
+        grid = CellGrid(grid.shape, grid.codes[interior], grid.counts[interior])
+        primary, suppressed = primary[interior], suppressed[interior]
     published = round_to_base(grid.counts, base) if base else grid.counts.copy()
     return CohortTable(
         by=dims,
