@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 Protect = Literal["suppress", "round", "suppress+round"]
 PROTECT_MODES: tuple[str, ...] = ("suppress", "round", "suppress+round")
 MAX_DIMENSIONS = 4
+#: Largest table (cells, margins included): beyond it a table is never a sensible release,
+#: and building and protecting it takes minutes and gigabytes.
+MAX_CELLS = 1_000_000
 SUPPRESSED_MARK = "·"
 
 #: States counted by analytics unless the policy includes inactive identities: active, and
@@ -50,8 +53,7 @@ def validate_filters(where: Mapping[str, Sequence[str]] | None, vocabulary: Voca
     for dim, values in (where or {}).items():
         if dim not in DIMENSIONS:
             raise ValueError(f"unknown dimension {dim!r} in where; the dimensions are {list(DIMENSIONS)}")
-        if isinstance(values, str):
-            values = [values]
+        values = [values] if isinstance(values, str) else list(values)  # any iterable, read once
         categories = vocabulary.categories(dim)
         unknown = [v for v in values if v not in categories]
         if unknown:
@@ -147,22 +149,43 @@ class CohortTable:
         return frame
 
     def pivot(self, rows: Sequence[str] | None = None, column: str | None = None) -> pd.DataFrame:
-        """Wide form: ``column`` (default: the last dimension) across, the others down.
+        """Wide form: ``column`` (default: the last dimension) across, ``rows`` (default: the
+        others) down. A dimension in neither is taken at its margin (its total).
 
-        Margins appear as ``total``; suppressed cells are ``<NA>``.
+        Margins appear as ``total`` (``(total)`` should a category be named ``total``);
+        suppressed cells are ``<NA>``.
         """
         column = column or self.by[-1]
         rows = list(rows) if rows is not None else [d for d in self.by if d != column]
+        unknown = [d for d in [column, *rows] if d not in self.by]
+        if unknown or column in rows or len(set(rows)) != len(rows):
+            raise ValueError(
+                f"pivot needs distinct dimensions of this table ({list(self.by)}) as rows and column; "
+                f"got rows={rows}, column={column!r}"
+            )
+        left_out = [d for d in self.by if d != column and d not in rows]
+        if left_out and not self.margins:
+            raise ValueError(f"{left_out} can only be left out of pivot rows in a table with margins")
+        label = self._total_label()
         frame = self.to_pandas()
+        for dim in left_out:
+            frame = frame[frame[dim].isna()]
         for dim in self.by:
-            order = [*self.categories[self.by.index(dim)], "total"]
-            frame[dim] = frame[dim].fillna("total").astype("category").cat.set_categories(order)
+            order = [*self.categories[self.by.index(dim)], label]
+            frame[dim] = frame[dim].fillna(label).astype("category").cat.set_categories(order)
         if not rows:
             return frame.set_index(column)[["count"]].T.rename(index={"count": "count"})
         wide = frame.pivot_table(
             index=rows, columns=column, values="count", aggfunc="first", dropna=False, observed=False
         )
         return wide.astype("Int64")
+
+    def _total_label(self) -> str:
+        """How margins are labelled in wide forms: a name no category of the table has."""
+        label = "total"
+        while any(label in cats for cats in self.categories):
+            label = f"({label})"
+        return label
 
     def _shares(self) -> np.ndarray:
         """count / parent count, where both are published and the parent is not zero."""
@@ -321,6 +344,12 @@ def compute_cohorts(
     base = _check_base(protect, base, k)
     filters = validate_filters(where, vocabulary)
     categories = tuple(filters.get(d, vocabulary.categories(d)) for d in dims)
+    cells = int(np.prod([len(c) + 1 for c in categories]))
+    if cells > MAX_CELLS:
+        raise ValueError(
+            f"a table of {' x '.join(dims)} has {cells:,} cells (margins included), more than "
+            f"{MAX_CELLS:,}; restrict the large dimensions with where= (e.g. a few citizenships or locales)"
+        )
     # Without margins in the output, suppression still protects the whole cube: the margins
     # are published by other calls (a table of fewer dimensions, any grand total), so the
     # interior cells shown are those of the table with margins, with the same pattern.
@@ -356,6 +385,9 @@ def _check_base(protect: str, base: int | None, k: int) -> int | None:
             raise ValueError("base is only used with protect='round' or 'suppress+round'")
         return None
     base = k if base is None else base
+    if isinstance(base, bool) or int(base) != base or base < 1:
+        raise ValueError(f"the rounding base must be a whole number of at least 1, got {base!r}")
+    base = int(base)
     if protect == "round" and base < k:
         raise ValueError(f"rounding alone needs base >= k ({k}) so that no published count lies in (0, k); got {base}")
     if protect == "suppress+round" and base < k and k % base:

@@ -64,7 +64,10 @@ def compute_risk(
 ) -> RiskReport:
     """Equivalence classes by one GROUP BY in DuckDB, summarised."""
     qis = tuple(quasi_identifiers) if not isinstance(quasi_identifiers, str) else (quasi_identifiers,)
-    unknown = [d for d in (*qis, *([sensitive] if sensitive else [])) if d not in DIMENSIONS]
+    if isinstance(k, bool) or not isinstance(k, int | float) or int(k) != k:
+        raise ValueError(f"k must be a whole number, got {k!r}")
+    k = int(k)
+    unknown = [d for d in (*qis, *([] if sensitive is None else [sensitive])) if d not in DIMENSIONS]
     if unknown or not qis:
         raise ValueError(
             f"give quasi-identifiers (and a sensitive attribute) among {list(DIMENSIONS)}; got {unknown or 'none'}"

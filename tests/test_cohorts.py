@@ -219,3 +219,32 @@ def test_threads_sharing_a_dataset_get_their_own_answers(fixture_dataset: ia.Dat
         answers = list(pool.map(lambda by: (by, fixture_dataset.cohorts(list(by)).to_pandas()), requests))
     for by, table in answers:
         assert table.equals(expected[by]), by
+
+
+def test_pivot_takes_dimensions_left_out_of_rows_at_their_margin(fixture_dataset: ia.Dataset) -> None:
+    import dataclasses
+
+    table = fixture_dataset.cohorts(["age", "income", "gender"], k=2)
+    wide = table.pivot(rows=["age"], column="gender")
+    two = fixture_dataset.cohorts(["age", "gender"], k=2).pivot()
+    assert wide.equals(two)  # the income margin of the 3-D table is the 2-D table
+    with pytest.raises(ValueError, match="distinct dimensions of this table"):
+        table.pivot(rows=["locale"], column="gender")
+    with pytest.raises(ValueError, match="only be left out of pivot rows in a table with margins"):
+        fixture_dataset.cohorts(["age", "gender"], margins=False).pivot(rows=[], column="gender")
+    renamed = dataclasses.replace(table, categories=(("total", *table.categories[0][1:]), *table.categories[1:]))
+    assert "(total)" in renamed.pivot().index.get_level_values(0)
+
+
+def test_more_bad_requests_are_clear_errors(fixture_dataset: ia.Dataset) -> None:
+    with pytest.raises(ValueError, match="rounding base must be a whole number of at least 1"):
+        fixture_dataset.cohorts("age", protect="suppress+round", base=0)
+    generator = fixture_dataset.cohorts("gender", where={"age": (a for a in ["_25_to_34", "_35_to_44"])})
+    listed = fixture_dataset.cohorts("gender", where={"age": ["_25_to_34", "_35_to_44"]})
+    assert generator.to_pandas().equals(listed.to_pandas())
+    with pytest.raises(ValueError, match=r"citizenship x locale x gender has [\d,]+ cells .* restrict"):
+        fixture_dataset.cohorts(["citizenship", "locale", "gender"])
+    with pytest.raises(ValueError, match="among"):
+        fixture_dataset.risk(["age"], sensitive="")
+    with pytest.raises(ValueError, match="k must be a whole number"):
+        fixture_dataset.risk(["age"], k=2.5)  # type: ignore[arg-type]

@@ -135,7 +135,11 @@ def secondary_suppression(grid: CellGrid, primary_mask: npt.ArrayLike, k: int) -
         return primary.copy()
     if np.abs(amat @ grid.counts.astype(np.float64)).max() > 0:
         raise ValueError("grid counts are not additive (margins differ from sums)")
-    return _Engine(grid, amat, k).run(primary)
+    # A finite interval is never wider than the total count (a cell lies between 0 and any
+    # published cell above it), so any k beyond it asks the same as total + 1: the LPs keep
+    # numbers they can solve (k = 10**16 made HiGHS fail).
+    total = int(grid.counts[~grid.is_margin].sum())
+    return _Engine(grid, amat, min(k, total + 1)).run(primary)
 
 
 def _segments(ptr: IntArray, which: IntArray) -> tuple[IntArray, IntArray]:

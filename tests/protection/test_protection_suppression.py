@@ -294,3 +294,11 @@ def test_past_the_lp_budget_unproven_cells_fall_back_to_their_margins(
     assert_protected(grid, limited, 3)
     assert_protected(grid, unlimited, 3)
     assert int(limited.sum()) < grid.n_cells  # not everything: the interior cells of k or more stay
+
+
+def test_a_k_beyond_the_population_is_the_same_as_just_beyond_it() -> None:
+    grid = CellGrid.full_cube(np.array([[30, 50, 5], [40, 0, 60]]))
+    total = int(grid.counts[~grid.is_margin].sum())
+    for k in (total + 1, 10**6, 10**16, 10**18):
+        mask = secondary_suppression(grid, primary_suppression(grid.counts, k), k)
+        assert np.array_equal(mask, grid.counts > 0)  # every non-zero cell, zeros published
