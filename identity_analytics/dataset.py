@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import json
 import logging
 import shutil
 import tempfile
@@ -448,7 +449,26 @@ class Dataset:
         inactive identities are left out unless the policy includes them. ``protect`` is
         ``"suppress"`` (primary and secondary cell suppression), ``"round"`` (counts rounded
         to ``base``, default k) or ``"suppress+round"``.
+
+        A filtered table is a population like a segment: its published cells pass the
+        differencing guard (see :meth:`segment`), so two filters that differ by fewer than k
+        people cannot be subtracted.
         """
+        table = self._cohorts(by, k, margins, where, protect, base)
+        if table.filters:
+            label = f"cohort table filtered by {json.dumps(table.filters, sort_keys=True)}"
+            self._release_table(table, table.filters, label)
+        return table
+
+    def _cohorts(
+        self,
+        by: Sequence[str] | str,
+        k: int | None = None,
+        margins: bool = True,
+        where: Mapping[str, Sequence[str]] | None = None,
+        protect: str = "suppress",
+        base: int | None = None,
+    ) -> CohortTable:
         return compute_cohorts(
             self._con,
             self._vocabulary,
@@ -478,41 +498,40 @@ class Dataset:
 
     @_serialised
     def _segment_breakdown(self, segment: Segment, by: Sequence[str] | str, **kwargs: Any) -> CohortTable:
-        """The breakdown table, its releases checked by the differencing guard (all or nothing).
+        """The breakdown table, its releases checked by the differencing guard (all or nothing)."""
+        table = self._cohorts(by, where=segment.where, **kwargs)
+        self._release_table(table, table.filters, f"the breakdown of {segment_label(segment)}")
+        return table
+
+    def _release_table(self, table: CohortTable, where: Mapping[str, Sequence[str]], label: str) -> None:
+        """Pass a table's releases through the differencing guard (all or nothing).
 
         With exact counts (``protect="suppress"``) every published non-zero cell is a released
-        population (the segment's filter plus the cell's categories); with rounding, the
-        published cells still add up to a bound on the segment's size, which is released.
+        population (the filter plus the cell's categories); with rounding, the published cells
+        still add up to a bound on the population's size, which is released.
         """
-        table = self.cohorts(by, where=segment.where, **kwargs)
         if table.suppressed.all():
-            return table
-        label = segment_label(segment)
+            return
         inactive = self._policy.include_inactive
         k = max(self._policy.k, table.k)
         if table.base is not None:
-            population = population_sql(segment.where, inactive)
+            population = population_sql(where, inactive)
             (size,) = self._con.execute(f"SELECT count(*) FROM ({population})").fetchall()[0]
-            self._ledger.release(population, size, k, f"the breakdown of {label}", f"size of {label}")
-            return table
+            self._ledger.release(population, size, k, label, f"size of {label}")
+            return
         with self._ledger.all_or_nothing():
             for cell in np.flatnonzero(~table.suppressed & (table.published > 0)).tolist():
-                where = {dim: list(values) for dim, values in segment.where.items()}
+                cell_where = {dim: list(values) for dim, values in where.items()}
                 categories = []
                 for j, dim in enumerate(table.by):
                     code = int(table.grid.codes[cell, j])
                     if code >= 0:
-                        where[dim] = [table.categories[j][code]]
+                        cell_where[dim] = [table.categories[j][code]]
                         categories.append(f"{dim}={table.categories[j][code]}")
-                cell_label = f"cell {', '.join(categories)} of the breakdown of {label}" if categories else label
+                cell_label = f"cell {', '.join(categories)} of {label}" if categories else f"size of {label}"
                 self._ledger.release(
-                    population_sql(where, inactive),
-                    int(table.published[cell]),
-                    k,
-                    f"the {cell_label}",
-                    cell_label if categories else f"size of {label}",
+                    population_sql(cell_where, inactive), int(table.published[cell]), k, f"the {cell_label}", cell_label
                 )
-        return table
 
     @_serialised
     def _segment_members(self, segment: Segment, allow_minors: bool) -> pa.Table:
