@@ -454,31 +454,17 @@ class Dataset:
         differencing guard (see :meth:`segment`), so two filters that differ by fewer than k
         people cannot be subtracted.
         """
-        table = self._cohorts(by, k, margins, where, protect, base)
+        table = self._cohorts(by, k, margins=margins, where=where, protect=protect, base=base)
         if table.filters:
             label = f"cohort table filtered by {json.dumps(table.filters, sort_keys=True)}"
             self._release_table(table, table.filters, label)
         return table
 
-    def _cohorts(
-        self,
-        by: Sequence[str] | str,
-        k: int | None = None,
-        margins: bool = True,
-        where: Mapping[str, Sequence[str]] | None = None,
-        protect: str = "suppress",
-        base: int | None = None,
-    ) -> CohortTable:
+    def _cohorts(self, by: Sequence[str] | str, k: int | None = None, **options: Any) -> CohortTable:
+        """A protected table (options of :func:`compute_cohorts`), without the guard."""
+        k = self._policy.k if k is None else k
         return compute_cohorts(
-            self._con,
-            self._vocabulary,
-            by,
-            self._policy.k if k is None else k,
-            margins=margins,
-            where=where,
-            protect=protect,
-            base=base,
-            include_inactive=self._policy.include_inactive,
+            self._con, self._vocabulary, by, k, include_inactive=self._policy.include_inactive, **options
         )
 
     # segments and profiles ------------------------------------------------------------------
