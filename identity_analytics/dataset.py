@@ -18,7 +18,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from identity_analytics.cohorts import CohortTable, compute_cohorts, validate_filters
+from identity_analytics.cohorts import CohortTable, compute_cohorts, filter_sql, validate_filters
 from identity_analytics.errors import LoadError, PrivacyError
 from identity_analytics.load_report import LoadReport, SourceCounts
 from identity_analytics.loaders.formats import PathSpec
@@ -37,6 +37,7 @@ from identity_analytics.policy import PrivacyPolicy
 from identity_analytics.profiles import ProfileStore
 from identity_analytics.risk import RiskReport, compute_risk
 from identity_analytics.segments import (
+    Cell,
     ReleaseLedger,
     Segment,
     SegmentResult,
@@ -486,7 +487,7 @@ class Dataset:
     def _segment_breakdown(self, segment: Segment, by: Sequence[str] | str, **kwargs: Any) -> CohortTable:
         """The breakdown table, its releases checked by the differencing guard (all or nothing)."""
         table = self._cohorts(by, where=segment.where, **kwargs)
-        self._release_table(table, table.filters, f"the breakdown of {segment_label(segment)}")
+        self._release_table(table, table.filters, f"breakdown of {segment_label(segment)}")
         return table
 
     def _release_table(self, table: CohortTable, where: Mapping[str, Sequence[str]], label: str) -> None:
@@ -503,21 +504,17 @@ class Dataset:
         if table.base is not None:
             population = population_sql(where, inactive)
             (size,) = self._con.execute(f"SELECT count(*) FROM ({population})").fetchall()[0]
-            self._ledger.release(population, size, k, label, f"size of {label}")
+            self._ledger.release(population, size, k, f"the {label}", f"size of the {label}")
             return
-        with self._ledger.all_or_nothing():
-            for cell in np.flatnonzero(~table.suppressed & (table.published > 0)).tolist():
-                cell_where = {dim: list(values) for dim, values in where.items()}
-                categories = []
-                for j, dim in enumerate(table.by):
-                    code = int(table.grid.codes[cell, j])
-                    if code >= 0:
-                        cell_where[dim] = [table.categories[j][code]]
-                        categories.append(f"{dim}={table.categories[j][code]}")
-                cell_label = f"cell {', '.join(categories)} of {label}" if categories else f"size of {label}"
-                self._ledger.release(
-                    population_sql(cell_where, inactive), int(table.published[cell]), k, f"the {cell_label}", cell_label
-                )
+        cells = []
+        for cell in np.flatnonzero(~table.suppressed & (table.published > 0)).tolist():
+            codes = table.grid.codes[cell].tolist()
+            categories = tuple(cats[c] if c >= 0 else None for cats, c in zip(table.categories, codes, strict=True))
+            named = ", ".join(f"{d}={v}" for d, v in zip(table.by, categories, strict=True) if v is not None)
+            cell_label = f"cell {named} of the {label}" if named else label
+            cells.append(Cell(categories, int(table.published[cell]), cell_label))
+        grouped = f"SELECT pseudonym, {', '.join(table.by)} FROM {ANALYTICS_TABLE} {filter_sql(where, inactive)}"
+        self._ledger.release_cells(grouped, table.by, cells, k)
 
     @_serialised
     def _segment_members(self, segment: Segment, allow_minors: bool) -> pa.Table:

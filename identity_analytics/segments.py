@@ -153,6 +153,67 @@ class ReleaseLedger:
         if not self.check(population, size, k, what):
             self.record(population, size, label)
 
+    def release_cells(self, grouped: str, by: Sequence[str], cells: list[Cell], k: int) -> None:
+        """Release the cells of one table at once (all or nothing), each checked against every
+        earlier release: one insert per grouping set and one join, however many cells.
+
+        ``grouped`` lists ``pseudonym`` and the ``by`` columns of the table's population; a
+        cell gives per dimension its category, or None where it is aggregated away. Cells of
+        the same table are not compared with each other: its protection already keeps every
+        difference between its published cells at 0 or at least k.
+        """
+        if not cells:
+            return
+        first = len(self.sizes)
+        with self.all_or_nothing():
+            for release, cell in enumerate(cells, first):
+                self.sizes[release], self.labels[release] = cell.size, cell.label
+            for kept in sorted({tuple(v is not None for v in c.categories) for c in cells}):
+                dims = [d for d, keep in zip(by, kept, strict=True) if keep]
+                members = [
+                    (r, c) for r, c in enumerate(cells, first) if tuple(v is not None for v in c.categories) == kept
+                ]
+                mapping = pa.table(
+                    {"release": pa.array([r for r, _ in members], pa.int32())}
+                    | {d: pa.array([c.categories[by.index(d)] for _, c in members], pa.string()) for d in dims}
+                )
+                self.con.register("_cells", mapping)
+                try:
+                    on = " AND ".join(f"p.{d}::VARCHAR = m.{d}" for d in dims) or "TRUE"
+                    self.con.execute(
+                        f"INSERT INTO _released SELECT m.release, p.pseudonym FROM ({grouped}) p JOIN _cells m ON {on}"
+                    )
+                finally:
+                    self.con.unregister("_cells")
+            if first == 0:
+                return
+            overlaps = {
+                (new, old): n
+                for new, old, n in self.con.execute(
+                    """SELECT a.release, b.release, count(*) FROM _released a JOIN _released b USING (pseudonym)
+                    WHERE a.release >= ? AND b.release < ? GROUP BY ALL""",
+                    [first, first],
+                ).fetchall()
+            }
+            for new in range(first, len(self.sizes)):
+                for old in range(first):
+                    difference = self.sizes[new] + self.sizes[old] - 2 * overlaps.get((new, old), 0)
+                    if 0 < difference < k:
+                        raise PrivacyError(
+                            f"refused: the {self.labels[new]} would differ from the earlier released "
+                            f"{self.labels[old]} by fewer than k={k} people, so the two answers together "
+                            "would single them out"
+                        )
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A published cell to remember: its categories (None: aggregated away), size and label."""
+
+    categories: tuple[str | None, ...]
+    size: int
+    label: str
+
 
 @dataclass
 class SegmentResult:
@@ -193,4 +254,4 @@ def segment_label(segment: Segment) -> str:
     return f"segment {segment.name!r} ({json.dumps(segment.where, sort_keys=True)})"
 
 
-__all__ = ["MINIMUM_MEMBER_AGE", "ReleaseLedger", "Segment", "SegmentResult", "population_sql"]
+__all__ = ["MINIMUM_MEMBER_AGE", "Cell", "ReleaseLedger", "Segment", "SegmentResult", "population_sql"]

@@ -314,7 +314,7 @@ def test_filtered_cohort_tables_pass_the_differencing_guard() -> None:
     ds = _dataset(rows)
     young = ds.cohorts("gender", where={"age": ["_25_to_34"]})
     assert young.total == 57
-    with pytest.raises(ia.PrivacyError, match="earlier released .* of cohort table filtered by"):
+    with pytest.raises(ia.PrivacyError, match="earlier released .* of the cohort table filtered by"):
         ds.cohorts("gender", where={"age": ["_25_to_34"], "income": ["low"]})  # 57 - 55: the 2 with high income
     assert ds.cohorts("gender").total == 57  # unfiltered tables are not populations of a filter
     assert ds.cohorts("gender", where={"age": ["_25_to_34"]}).total == 57  # the same population again
