@@ -103,6 +103,8 @@ class ReleaseLedger:
     con: duckdb.DuckDBPyConnection
     sizes: dict[int, int] = field(default_factory=dict)
     labels: dict[int, str] = field(default_factory=dict)
+    #: releases of a population released before (their pseudonyms are not kept twice)
+    repeats: set[int] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.con.execute("CREATE TEMP TABLE IF NOT EXISTS _released (release INTEGER, pseudonym VARCHAR)")
@@ -121,6 +123,8 @@ class ReleaseLedger:
         )
         seen = False
         for release, released_size in self.sizes.items():
+            if release in self.repeats:
+                continue
             difference = released_size + size - 2 * overlaps.get(release, 0)
             if 0 < difference < k:
                 raise PrivacyError(
@@ -146,6 +150,7 @@ class ReleaseLedger:
             self.con.execute("DELETE FROM _released WHERE release >= ?", [first])
             for release in range(first, len(self.sizes)):
                 del self.sizes[release], self.labels[release]
+                self.repeats.discard(release)
             raise
 
     def release(self, population: str, size: int, k: int, what: str, label: str) -> None:
@@ -195,8 +200,11 @@ class ReleaseLedger:
                     [first, first],
                 ).fetchall()
             }
+            repeats = set()
             for new in range(first, len(self.sizes)):
                 for old in range(first):
+                    if old in self.repeats:
+                        continue
                     difference = self.sizes[new] + self.sizes[old] - 2 * overlaps.get((new, old), 0)
                     if 0 < difference < k:
                         raise PrivacyError(
@@ -204,6 +212,11 @@ class ReleaseLedger:
                             f"{self.labels[old]} by fewer than k={k} people, so the two answers together "
                             "would single them out"
                         )
+                    if difference == 0:
+                        repeats.add(new)
+            if repeats:  # the same populations again (a table asked twice): keep their pseudonyms once
+                self.con.execute(f"DELETE FROM _released WHERE release IN ({', '.join(map(str, repeats))})")
+                self.repeats |= repeats
 
 
 @dataclass(frozen=True)

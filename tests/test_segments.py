@@ -318,3 +318,17 @@ def test_filtered_cohort_tables_pass_the_differencing_guard() -> None:
         ds.cohorts("gender", where={"age": ["_25_to_34"], "income": ["low"]})  # 57 - 55: the 2 with high income
     assert ds.cohorts("gender").total == 57  # unfiltered tables are not populations of a filter
     assert ds.cohorts("gender", where={"age": ["_25_to_34"]}).total == 57  # the same population again
+
+
+def test_a_filtered_table_asked_again_is_remembered_once() -> None:
+    ds = _dataset([{"age": "_25_to_34", "gender": "female"}] * 20 + [{"age": "_25_to_34", "gender": "male"}] * 15)
+    first = ds.cohorts("gender", where={"age": ["_25_to_34"]}).to_pandas()
+
+    def kept() -> int:
+        return int(ds.connection.execute("SELECT count(*) FROM _released").fetchall()[0][0])
+
+    rows = kept()
+    assert rows == 70  # the total (35) and the two gender cells (20 + 15)
+    for _ in range(3):
+        assert ds.cohorts("gender", where={"age": ["_25_to_34"]}).to_pandas().equals(first)
+    assert kept() == rows
