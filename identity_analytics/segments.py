@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pyarrow as pa
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -98,12 +99,13 @@ class Segment(BaseModel):
 
 @dataclass
 class ReleaseLedger:
-    """Populations released so far from one Dataset (sizes and member lists), in DuckDB."""
+    """Populations released so far from one Dataset (segment sizes, member lists, overlap and
+    breakdown cells, cells of filtered cohort tables), their members kept in DuckDB."""
 
     con: duckdb.DuckDBPyConnection
     sizes: dict[int, int] = field(default_factory=dict)
     labels: dict[int, str] = field(default_factory=dict)
-    #: releases of a population released before (their pseudonyms are not kept twice)
+    #: releases of a population released before (its members are not kept twice)
     repeats: set[int] = field(default_factory=set)
 
     def __post_init__(self) -> None:
@@ -131,10 +133,7 @@ class ReleaseLedger:
                 continue
             difference = released_size + size - 2 * overlaps.get(release, 0)
             if 0 < difference < k:
-                raise PrivacyError(
-                    f"refused: {what} would differ from the earlier released {self.labels[release]} by "
-                    f"fewer than k={k} people, so the two answers together would single them out"
-                )
+                raise _differencing(what, self.labels[release], k)
             seen = seen or difference == 0
         return seen
 
@@ -177,11 +176,11 @@ class ReleaseLedger:
         with self.all_or_nothing():
             for release, cell in enumerate(cells, first):
                 self.sizes[release], self.labels[release] = cell.size, cell.label
-            for kept in sorted({tuple(v is not None for v in c.categories) for c in cells}):
+            grouping_sets: dict[tuple[bool, ...], list[tuple[int, Cell]]] = {}
+            for release, cell in enumerate(cells, first):
+                grouping_sets.setdefault(tuple(v is not None for v in cell.categories), []).append((release, cell))
+            for kept, members in grouping_sets.items():
                 dims = [d for d, keep in zip(by, kept, strict=True) if keep]
-                members = [
-                    (r, c) for r, c in enumerate(cells, first) if tuple(v is not None for v in c.categories) == kept
-                ]
                 mapping = pa.table(
                     {"release": pa.array([r for r, _ in members], pa.int32())}
                     | {d: pa.array([c.categories[by.index(d)] for _, c in members], pa.string()) for d in dims}
@@ -197,31 +196,38 @@ class ReleaseLedger:
                     self.con.unregister("_cells")
             if first == 0:
                 return
-            overlaps = {
-                (new, old): n
-                for new, old, n in self.con.execute(
-                    """SELECT a.release, b.release, count(*) FROM _released a JOIN _released b USING (member)
-                    WHERE a.release >= ? AND b.release < ? GROUP BY ALL""",
-                    [first, first],
-                ).fetchall()
-            }
-            repeats = set()
-            for new in range(first, len(self.sizes)):
-                for old in range(first):
-                    if old in self.repeats:
-                        continue
-                    difference = self.sizes[new] + self.sizes[old] - 2 * overlaps.get((new, old), 0)
-                    if 0 < difference < k:
-                        raise PrivacyError(
-                            f"refused: the {self.labels[new]} would differ from the earlier released "
-                            f"{self.labels[old]} by fewer than k={k} people, so the two answers together "
-                            "would single them out"
-                        )
-                    if difference == 0:
-                        repeats.add(new)
-            if repeats:  # the same populations again (a table asked twice): keep their pseudonyms once
-                self.con.execute(f"DELETE FROM _released WHERE release IN ({', '.join(map(str, repeats))})")
-                self.repeats |= repeats
+            earlier = np.array([r for r in range(first) if r not in self.repeats], dtype=np.int64)
+            new = np.arange(first, len(self.sizes))
+            overlap = np.zeros((new.size, earlier.size), dtype=np.int64)
+            column = np.full(first, -1, dtype=np.int64)
+            column[earlier] = np.arange(earlier.size)
+            pairs = self.con.execute(
+                """SELECT a.release AS new, b.release AS old, count(*) AS n
+                FROM _released a JOIN _released b USING (member)
+                WHERE a.release >= ? AND b.release < ? GROUP BY ALL""",
+                [first, first],
+            ).fetchnumpy()
+            row = np.asarray(pairs["new"], dtype=np.int64) - first
+            col = column[np.asarray(pairs["old"], dtype=np.int64)]
+            counted = col >= 0  # repeats kept no members
+            overlap[row[counted], col[counted]] = pairs["n"][counted]
+            sizes = np.array([self.sizes[r] for r in range(len(self.sizes))], dtype=np.int64)
+            difference = sizes[new][:, None] + sizes[earlier][None, :] - 2 * overlap
+            narrow = np.argwhere((difference > 0) & (difference < k))
+            if narrow.size:
+                i, j = (int(x) for x in narrow[0])
+                raise _differencing(f"the {self.labels[int(new[i])]}", self.labels[int(earlier[j])], k)
+            again = new[(difference == 0).any(axis=1)].tolist()
+            if again:  # the same populations again (a table asked twice): keep their members once
+                self.con.execute(f"DELETE FROM _released WHERE release IN ({', '.join(map(str, again))})")
+                self.repeats.update(again)
+
+
+def _differencing(what: str, earlier: str, k: int) -> PrivacyError:
+    return PrivacyError(
+        f"refused: {what} would differ from the earlier released {earlier} by fewer than k={k} people, "
+        "so the two answers together would single them out"
+    )
 
 
 @dataclass(frozen=True)
