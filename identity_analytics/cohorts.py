@@ -27,7 +27,7 @@ from identity_analytics.protection import (
     round_to_base,
     secondary_suppression,
 )
-from identity_analytics.vocabulary import DIMENSIONS, Vocabulary
+from identity_analytics.vocabulary import DIMENSIONS, IDENTITY_STATES, OTHER, UNDETERMINED, Vocabulary
 
 if TYPE_CHECKING:
     import duckdb
@@ -44,7 +44,16 @@ SUPPRESSED_MARK = "·"
 
 #: States counted by analytics unless the policy includes inactive identities: active, and
 #: absent (Kratos' default). Inactive and unrecognised states are left out.
-COUNTED_STATES: tuple[str, ...] = ("active", "undetermined")
+COUNTED_STATES: tuple[str, ...] = ("active", UNDETERMINED)
+#: The other categories of ``state`` (its vocabulary is fixed, see ``IDENTITY_STATES``).
+UNCOUNTED_STATES: tuple[str, ...] = (*[s for s in IDENTITY_STATES if s not in COUNTED_STATES], OTHER)
+
+
+def counted_states_sql() -> str:
+    """SQL condition: the identity's state is counted. Written as inequalities, which DuckDB
+    drops when the table's statistics show no uncounted state (an ``IN`` list is evaluated
+    on every row: 15-40% of a cohort query over 10 M rows)."""
+    return " AND ".join(f"state <> '{state}'" for state in UNCOUNTED_STATES)
 
 
 def validate_filters(where: Mapping[str, Sequence[str]] | None, vocabulary: Vocabulary) -> dict[str, tuple[str, ...]]:
@@ -68,7 +77,7 @@ def validate_filters(where: Mapping[str, Sequence[str]] | None, vocabulary: Voca
 
 def filter_sql(filters: Mapping[str, Sequence[str]], include_inactive: bool) -> str:
     """The WHERE clause for a population: the state rule of the policy, then the filters."""
-    clauses = [] if include_inactive else [f"state IN ({_in_list(COUNTED_STATES)})"]
+    clauses = [] if include_inactive else [counted_states_sql()]
     clauses += [f"{dim} IN ({_in_list(values)})" for dim, values in filters.items()]
     return f"WHERE {' AND '.join(clauses)}" if clauses else ""
 
@@ -398,13 +407,17 @@ def _check_base(protect: str, base: int | None, k: int) -> int | None:
 def _grid(rows: list[tuple[Any, ...]], categories: tuple[tuple[str, ...], ...], margins: bool) -> CellGrid:
     """Every cell of the cube (zeros included) with its count from the query's rows."""
     shape = tuple(len(c) for c in categories)
-    positions = [{c: i for i, c in enumerate(cats)} for cats in categories]
     dense = np.zeros([s + 1 for s in shape], dtype=np.int64)
     d = len(shape)
-    for row in rows:
-        grouping_id, count = int(row[d]), int(row[d + 1])
-        index = tuple(shape[j] if grouping_id >> (d - 1 - j) & 1 else positions[j][str(row[j])] for j in range(d))
-        dense[index] = count
+    if rows:
+        columns = list(zip(*rows, strict=True))
+        grouping_id = np.asarray(columns[d], dtype=np.int64)
+        index = []
+        for j, cats in enumerate(categories):
+            position = {c: i for i, c in enumerate(cats)}
+            found = np.asarray([-1 if v is None else position[v] for v in columns[j]], dtype=np.int64)
+            index.append(np.where(grouping_id >> (d - 1 - j) & 1, shape[j], found))
+        dense[tuple(index)] = np.asarray(columns[d + 1], dtype=np.int64)
     ranges = [[*range(s), -1] if margins else list(range(s)) for s in shape]
     codes = np.array(list(itertools.product(*ranges)), dtype=np.int32).reshape(-1, d)
     lookup = np.where(codes < 0, np.array(shape)[None, :], codes)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 
-from identity_analytics.cohorts import COUNTED_STATES, _in_list, validate_filters
+from identity_analytics.cohorts import _in_list, counted_states_sql, validate_filters
 from identity_analytics.loaders.projection import ANALYTICS_TABLE
 from identity_analytics.segments import Segment
 from identity_analytics.vocabulary import Vocabulary
@@ -96,7 +96,7 @@ def compute_overlap(
     flags = ", ".join(f"({_condition(s)}) AS m{i}" for i, s in enumerate(segments))
     pairs = [(i, j) for i in range(n) for j in range(i, n)]
     sums = ", ".join(f"count(*) FILTER (WHERE m{i} AND m{j})" for i, j in pairs)
-    where = "" if include_inactive else f"WHERE state IN ({_in_list(COUNTED_STATES)})"
+    where = "" if include_inactive else f"WHERE {counted_states_sql()}"
     sql = f"SELECT {sums} FROM (SELECT {flags} FROM {ANALYTICS_TABLE} {where})"
     values = con.execute(sql).fetchall()[0]
     counts = np.zeros((n, n), dtype=np.int64)

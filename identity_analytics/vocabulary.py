@@ -41,6 +41,10 @@ AGE_BAND_STARTS: tuple[tuple[str, int], ...] = (
     ("_65_plus", 65),
 )
 
+#: Identity states (Kratos' two): only active identities (and those without a state) are
+#: counted unless the policy includes inactive ones, so the vocabulary of ``state`` is fixed.
+IDENTITY_STATES: tuple[str, ...] = ("active", "inactive")
+
 #: Oldest completed age accepted from a birthdate; older (or future) birthdates count as ``other``.
 MAX_PLAUSIBLE_AGE = 130
 
@@ -63,6 +67,8 @@ class Vocabulary:
             self._declared[dim] = values
         if [b for b, _ in AGE_BAND_STARTS] != list(self._declared["age"]):
             raise ValueError(f"the age vocabulary must be the bands {[b for b, _ in AGE_BAND_STARTS]}")
+        if self._declared["state"] != IDENTITY_STATES:
+            raise ValueError(f"the state vocabulary must be the identity states {list(IDENTITY_STATES)}")
 
     @classmethod
     def default(cls) -> Vocabulary:

@@ -73,3 +73,10 @@ def test_vocabulary_refuses_reserved_categories() -> None:
 )
 def test_age_band_boundaries(years: int, band: str) -> None:
     assert age_band(years) == band
+
+
+def test_vocabulary_keeps_the_identity_states() -> None:
+    data = ia.Vocabulary.default().to_dict()
+    data["state"] = ["active", "inactive", "blocked"]
+    with pytest.raises(ValueError, match="state vocabulary must be the identity states"):
+        ia.Vocabulary(data)

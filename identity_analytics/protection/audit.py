@@ -16,7 +16,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
-from identity_analytics.protection._lp import INF, new_highs, pass_lp
+from identity_analytics.protection._lp import INF, new_highs, pass_lp, run
 from identity_analytics.protection.grid import CellGrid, additivity_matrix
 
 __all__ = ["attacker_intervals"]
@@ -106,7 +106,7 @@ class _ComponentLP:
             self.h.changeColCost(self.last, 0.0)
         self.h.changeColCost(col, sign)
         self.last = col
-        self.h.run()
+        run(self.h)
         status = self.h.modelStatusToString(self.h.getModelStatus())
         if status == "Optimal":
             return float(self.h.getInfo().objective_function_value)

@@ -29,7 +29,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 from scipy.optimize import Bounds, LinearConstraint, milp
 
-from identity_analytics.protection._lp import INF, new_highs, pass_lp
+from identity_analytics.protection._lp import INF, new_highs, pass_lp, run
 from identity_analytics.protection.grid import CellGrid, additivity_matrix
 
 __all__ = ["information_loss", "optimal_secondary"]
@@ -181,7 +181,7 @@ class _Subproblem:
             self.h.changeColCost(self.cost_cell, 0.0)
         self.h.changeColCost(s, sign)
         self.cost_cell = s
-        self.h.run()
+        run(self.h)
         status = self.h.getModelStatus()
         name = self.h.modelStatusToString(status)
         if name == "Unbounded" or name.startswith("Primal unbounded"):

@@ -66,7 +66,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from identity_analytics.protection._lp import INF, OPTIMAL, new_highs, pass_csc
+from identity_analytics.protection._lp import INF, OPTIMAL, new_highs, pass_csc, run
 from identity_analytics.protection.grid import CellGrid, additivity_matrix, cell_lookup
 
 __all__ = ["primary_suppression", "secondary_suppression"]
@@ -93,7 +93,7 @@ _MAX_REVERSE = 3
 #: cover/audit rounds per local-search move
 _IMPROVE_ROUNDS = 4
 #: local-search moves tried at most
-_IMPROVE_TRIALS = 4
+_IMPROVE_TRIALS = 2
 #: restarts of the cover with one of the costliest secondary cells forbidden
 _RESTARTS = 3
 #: LP work of one run (columns summed over solves; a solve costs ~5 us per column). The
@@ -146,6 +146,8 @@ def _segments(ptr: IntArray, which: IntArray) -> tuple[IntArray, IntArray]:
     """Flat positions of the compressed segments ``which`` (concatenated) and their lengths."""
     starts = ptr[which]
     lens = ptr[which + 1] - starts
+    if which.size == 1:  # the common case in the greedy's loop, without the cumulative sums
+        return np.arange(starts[0], starts[0] + lens[0], dtype=np.int64), lens
     total = int(lens.sum())
     if total == 0:
         return np.zeros(0, dtype=np.int64), lens
@@ -453,7 +455,7 @@ class _WorldLP:
             h.changeColsCost(2, both, np.array([-1.0, 1.0]))
             h.changeColsBounds(2, both, np.full(2, -cap), np.full(2, self.k))
             self._target = c
-        h.run()
+        run(h)
         if h.getModelStatus() != OPTIMAL:
             status = h.modelStatusToString(h.getModelStatus())
             raise RuntimeError(f"secondary_suppression: audit LP status {status}")
@@ -597,6 +599,15 @@ class _Cover:
         self.by_cell = np.argsort(self.p_cell, kind="stable")
         self.cell_ptr = np.searchsorted(self.p_cell[self.by_cell], np.arange(m + 1))
         self.lc_ptr = np.searchsorted(self.lc_row, np.arange(self.n_rows + 1))
+        # per cell, the other cells of its relations, with the relation (to update per-cell
+        # counts when it is added; two cells share at most one relation, so no cell repeats)
+        owner = self.p_cell[self.by_cell]
+        nb_pos, nb_lens = _segments(self.row_ptr, self.p_row[self.by_cell])
+        nb_owner = np.repeat(owner, nb_lens)
+        other = self.p_cell[nb_pos] != nb_owner
+        self.nb_ptr = np.searchsorted(nb_owner[other], np.arange(m + 1))
+        self.nb_row = self.p_row[nb_pos][other]
+        self.nb_cell = self.p_cell[nb_pos][other]
         self.cuts = np.zeros((16, m))
         self.pos_cuts = np.zeros((16, m))  # positive part (the trigger's entry is negative)
         self.trig = np.zeros(16, dtype=np.int64)
@@ -655,48 +666,65 @@ class _Cover:
         n = self.n_cuts
         cuts, trig = self.cuts[:n], self.trig[:n]
         cnt, rowcap, lc_lhs, lc_viol, lhs, viol = self._state(cur)
+        # per cell: its relations holding one suppressed cell (repaired by adding it) and none
+        # (where it would be alone); kept up to date as cells are added
+        alone = np.bincount(self.p_cell, weights=cnt[self.p_row] == 1, minlength=m)
+        empty = np.bincount(self.p_cell, weights=cnt[self.p_row] == 0, minlength=m)
+        n_alone = int(np.count_nonzero(cnt == 1))
+        blocked = cur | self.forbid
+        lc_active = cur[self.lc_cell]
         for _ in range(m + 1):
-            alone = cnt == 1
-            if not (alone.any() or lc_viol.any() or viol.any()):
+            if not (n_alone or lc_viol.any() or (n and viol.any())):
                 return
             # repairs: relations no longer alone, shares of capacity and cut deficits
-            gain = np.bincount(self.p_cell, weights=alone[self.p_row], minlength=m)
-            if lc_viol.any():
-                deficit = -lc_lhs[lc_viol]
-                pos, lens = _segments(self.row_ptr, self.lc_row[lc_viol])
+            gain = alone.copy()
+            broken = np.flatnonzero(lc_viol)
+            if broken.size:
+                deficit = -lc_lhs[broken]
+                pos, lens = _segments(self.row_ptr, self.lc_row[broken])
                 need = np.repeat(deficit, lens)
                 gain += np.bincount(
                     self.p_cell[pos], weights=np.minimum(self.p_cap[pos], need) / need,
                     minlength=m,
                 )
-            if viol.any():
+            if n and viol.any():
                 need2 = -lhs[viol][:, None]
-                gain += (np.minimum(self.pos_cuts[: self.n_cuts][viol], need2) / need2).sum(axis=0)
+                gain += (np.minimum(self.pos_cuts[:n][viol], need2) / need2).sum(axis=0)
             # obligations of a new cell: relations where it would be alone, its own
             # capacity conditions and cuts
-            pen = np.bincount(self.p_cell, weights=cnt[self.p_row] == 0, minlength=m)
             short = np.maximum(-(lc_lhs + self.lc_cap), 0.0)
-            short[cur[self.lc_cell]] = 0.0
-            pen += np.bincount(self.lc_cell, weights=short / k, minlength=m)
-            idle_c = ~cur[trig]
-            if idle_c.any():
-                tg = trig[idle_c]
-                after_c = lhs[idle_c] + cuts[idle_c, tg]
-                pen += np.bincount(tg, weights=np.maximum(-after_c, 0.0) / k, minlength=m)
+            short[lc_active] = 0.0
+            pen = empty + np.bincount(self.lc_cell, weights=short / k, minlength=m)
+            if n:
+                idle_c = ~cur[trig]
+                if idle_c.any():
+                    tg = trig[idle_c]
+                    after_c = lhs[idle_c] + cuts[idle_c, tg]
+                    pen += np.bincount(tg, weights=np.maximum(-after_c, 0.0) / k, minlength=m)
             score = gain / (self.weight + _ALPHA * pen)
-            score[cur | self.forbid | (gain <= _TOL)] = -1.0
-            j = int(np.argmax(score))
+            score[blocked | (gain <= _TOL)] = -1.0
+            j = int(score.argmax())
             if score[j] <= 0:
                 cur[:] = True  # nothing repairs the conditions: everything (always safe)
                 return
-            cur[j] = True
+            cur[j] = blocked[j] = True
             # the state after adding j: only j's relations, their conditions and the cuts move
             pj = self.by_cell[self.cell_ptr[j] : self.cell_ptr[j + 1]]
             rows = self.p_row[pj]
+            nb = slice(self.nb_ptr[j], self.nb_ptr[j + 1])
+            before = cnt[self.nb_row[nb]]
+            cells = self.nb_cell[nb]
+            was_empty = cells[before == 0]
+            empty[was_empty] -= 1.0
+            alone[was_empty] += 1.0
+            alone[cells[before == 1]] -= 1.0
+            counts_before = cnt[rows].tolist()
+            n_alone += counts_before.count(0) - counts_before.count(1)
             cnt[rows] += 1
             rowcap[rows] += self.p_cap[pj]
             lc_lhs = rowcap[self.lc_row] + self.lc_own
-            lc_viol = cur[self.lc_cell] & (lc_lhs < -_TOL)
+            lc_active = cur[self.lc_cell]
+            lc_viol = lc_active & (lc_lhs < -_TOL)
             if n:
                 lhs = lhs + cuts[:, j]
                 viol = cur[trig] & (lhs < -_TOL)

@@ -164,6 +164,38 @@ def test_heuristic_after_other_highs_users_in_the_process() -> None:
     assert 0 < n_primary < n_suppressed
 
 
+#: Another HiGHS user replaces the process's scheduler with one of another size after our
+#: solvers learnt its thread count: their solves are refused until the count is probed again.
+REPLACED_SCHEDULER = """
+import highspy, numpy as np
+from identity_analytics.protection import CellGrid, attacker_intervals, primary_suppression, secondary_suppression
+from identity_analytics.protection import _lp
+rng = np.random.default_rng(3)
+grid = CellGrid.full_cube(rng.poisson(12, size=(6, 7, 3)))
+primary = primary_suppression(grid.counts, 10)
+first = secondary_suppression(grid, primary, 10)
+before = _lp._threads()
+highspy.Highs.resetGlobalScheduler(True)
+other = highspy.Highs()
+other.setOptionValue("output_flag", False)
+other.setOptionValue("threads", before + 1)
+other.addVar(0.0, 1.0)
+other.run()
+again = secondary_suppression(grid, primary, 10)
+assert np.array_equal(first, again)
+lo, hi = attacker_intervals(grid, again)
+assert (hi - lo)[again].min() >= 10 - 1e-6
+print(before, _lp._threads())
+"""
+
+
+def test_heuristic_after_the_scheduler_is_replaced() -> None:
+    done = subprocess.run([sys.executable, "-c", REPLACED_SCHEDULER], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    before, after = map(int, done.stdout.splitlines()[-1].split())
+    assert after == before + 1
+
+
 def test_milp_protect_all_never_cheaper_than_primary_only() -> None:
     rng = np.random.default_rng(3)
     arr = rng.integers(0, 40, size=(4, 5))
