@@ -60,6 +60,9 @@ so earlier regions stay safe.  There is no pruning across regions.
 """
 from __future__ import annotations
 
+import contextlib
+import gc
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -139,7 +142,25 @@ def secondary_suppression(grid: CellGrid, primary_mask: npt.ArrayLike, k: int) -
     # published cell above it), so any k beyond it asks the same as total + 1: the LPs keep
     # numbers they can solve (k = 10**16 made HiGHS fail).
     total = int(grid.counts[~grid.is_margin].sum())
-    return _Engine(grid, amat, min(k, total + 1)).run(primary)
+    with _cyclic_gc_paused():
+        return _Engine(grid, amat, min(k, total + 1)).run(primary)
+
+
+@contextlib.contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector (reference counting goes on).
+
+    The search allocates many short-lived containers (a few per numpy call) and makes no
+    reference cycles; in a process holding 100 k objects (pandas, DuckDB, a notebook) the
+    collections they trigger took 5-15% of a 450-cell table's time.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _segments(ptr: IntArray, which: IntArray) -> tuple[IntArray, IntArray]:

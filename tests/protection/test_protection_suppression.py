@@ -3,6 +3,7 @@ independent LP audit (attacker_intervals)."""
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 
@@ -334,3 +335,15 @@ def test_a_k_beyond_the_population_is_the_same_as_just_beyond_it() -> None:
     for k in (total + 1, 10**6, 10**16, 10**18):
         mask = secondary_suppression(grid, primary_suppression(grid.counts, k), k)
         assert np.array_equal(mask, grid.counts > 0)  # every non-zero cell, zeros published
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_suppression_leaves_the_garbage_collector_as_it_was(enabled: bool) -> None:
+    grid = CellGrid.full_cube(np.random.default_rng(1).poisson(8, size=(5, 6)))
+    was = gc.isenabled()
+    try:
+        gc.enable() if enabled else gc.disable()
+        secondary_suppression(grid, primary_suppression(grid.counts, 10), 10)
+        assert gc.isenabled() is enabled
+    finally:
+        gc.enable() if was else gc.disable()
