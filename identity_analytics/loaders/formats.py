@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import glob
 import gzip
-import io
 import json
 import shutil
 import tempfile
@@ -141,8 +140,15 @@ def inspect_file(path: Path, kind: Literal["identities", "demographics"]) -> Fil
 
 
 def _lines(text: str) -> Iterator[str]:
-    """The non-blank lines of the text, lazily."""
-    return (line for line in io.StringIO(text) if line.strip(_WHITESPACE))
+    """The non-blank lines of the text, lazily (without copying the rest of the text)."""
+    start = 0
+    while start < len(text):
+        end = text.find("\n", start)
+        end = len(text) if end < 0 else end + 1
+        line = text[start:end]
+        start = end
+        if line.strip(_WHITESPACE):
+            yield line
 
 
 def _parses(text: str) -> bool:

@@ -195,10 +195,13 @@ def sources_needing_line_order(con: duckdb.DuckDBPyConnection, *, identities: bo
     ``identities=False`` checks the demographics only (the identities already deduplicated).
     """
     parts = []
-    tables = ((IDENTITY_STAGE, f"id, {_UPDATED}"), (DEMOGRAPHICS_STAGE, "identity_id"))
-    for table, key in tables if identities else tables[1:]:
-        (duplicates,) = con.execute(f"SELECT count(*) - count(DISTINCT ({key})) FROM {table}").fetchall()[0]
-        if duplicates:  # the common case has none and skips the grouping below
+    tables = ((IDENTITY_STAGE, "id", f"id, {_UPDATED}"), (DEMOGRAPHICS_STAGE, "identity_id", "identity_id"))
+    for table, id_key, key in tables if identities else tables[1:]:
+        # the common case has no duplicate id at all, and skips the checks below
+        (duplicates,) = con.execute(f"SELECT count(*) - count(DISTINCT {id_key}) FROM {table}").fetchall()[0]
+        if duplicates and key != id_key:
+            (duplicates,) = con.execute(f"SELECT count(*) - count(DISTINCT ({key})) FROM {table}").fetchall()[0]
+        if duplicates:
             parts.append(f"SELECT src FROM {table} WHERE line IS NULL GROUP BY src, {key} HAVING count(*) > 1")
     if not parts:
         return set()
@@ -294,19 +297,21 @@ def project(
     others = ", ".join(f"CASE WHEN {d} = '{OTHER}' THEN _raw_{d} END AS _other_{d}" for d in DIMENSIONS)
     con.execute(
         f"""CREATE OR REPLACE TABLE {ANALYTICS_TABLE} AS
-        SELECT pseudonym, {", ".join(DIMENSIONS)}, {others} FROM (
-            SELECT sha256($opad || unhex(sha256($ipad || encode(id)))) AS pseudonym, {categories}, {reported}
+        SELECT pseudonym, {", ".join(DIMENSIONS)}, {others}, _minor FROM (
+            SELECT sha256($opad || unhex(sha256($ipad || encode(id)))) AS pseudonym, {categories}, {reported},
+                coalesce(_years < {MINIMUM_MEMBER_AGE}, false) AS _minor
             FROM {_JOINED})""",
         {"ipad": ipad, "opad": opad, "reference_date": reference_date},
     )
     counts.other_values = _other_values(con)
-    for dim in DIMENSIONS:
-        con.execute(f"ALTER TABLE {ANALYTICS_TABLE} DROP COLUMN _other_{dim}")
+    # minors by birthdate, as collect_minors finds them, without a second pass of pseudonyms
+    con.execute(f"CREATE OR REPLACE TABLE {MINORS_TABLE} AS SELECT pseudonym FROM {ANALYTICS_TABLE} WHERE _minor")
+    for column in [*(f"_other_{dim}" for dim in DIMENSIONS), "_minor"]:
+        con.execute(f"ALTER TABLE {ANALYTICS_TABLE} DROP COLUMN {column}")
     con.execute(
         f"""CREATE OR REPLACE VIEW {PROFILE_TABLE} AS
         SELECT id, state, traits, metadata_public FROM {IDENTITY_STAGE}"""
     )
-    collect_minors(con, policy, reference_date, IDENTITY_STAGE, "trait_birthdate")
     con.execute(f"DROP TABLE {DEMOGRAPHICS_STAGE}")
 
 

@@ -58,6 +58,18 @@ def test_exact_path_gives_the_same_table_as_the_fast_path(tmp_path: Path, policy
     assert dirty.load_report.identities.quarantined == 1 and dirty.quarantine.column("line").to_pylist() == [51]
 
 
+def test_a_record_over_the_readers_object_size_loads_with_its_profile(
+    tmp_path: Path, policy: ia.PrivacyPolicy
+) -> None:
+    # DuckDB's NDJSON reader refuses objects over 16 MB; the file is then read on the exact path
+    big = _identity("id-big", gender="female", note="x" * (17 << 20))
+    lines = [json.dumps(_identity("id-0", gender="male")), json.dumps(big), json.dumps(_identity("id-2"))]
+    ds = ia.Dataset.from_files(write_lines(tmp_path / "big.ndjson", lines), policy=policy)
+    assert ds.load_report.identities.loaded == 3 and ds.quarantine.num_rows == 0
+    _ids(ds, policy, "id-0", "id-big", "id-2")
+    assert len(ds.profiles.get("id-big").model_dump()["traits"]["note"]) == 17 << 20
+
+
 def test_small_chunks_keep_line_numbers_exact(
     tmp_path: Path, policy: ia.PrivacyPolicy, monkeypatch: pytest.MonkeyPatch
 ) -> None:
