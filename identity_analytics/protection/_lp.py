@@ -77,7 +77,7 @@ def run(h: Any) -> None:
         return
     h.setOptionValue("threads", 0)
     if h.run() == _ERROR:
-        raise RuntimeError("HiGHS refused to solve the LP")
+        raise RuntimeError(f"HiGHS failed to solve the LP ({h.modelStatusToString(h.getModelStatus())})")
 
 
 def pass_lp(
