@@ -152,7 +152,7 @@ def _cyclic_gc_paused() -> Iterator[None]:
 
     The search allocates many short-lived containers (a few per numpy call) and makes no
     reference cycles; in a process holding 100 k objects (pandas, DuckDB, a notebook) the
-    collections they trigger took 5-15% of a 450-cell table's time.
+    collections they trigger took 4-16% of a 450-cell table's time.
     """
     enabled = gc.isenabled()
     gc.disable()
