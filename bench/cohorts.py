@@ -1,6 +1,6 @@
 """Cohort benchmark: a protected 3-dimension report vs DuckDB's bare GROUP BY CUBE.
 
-In one process, alternating runs (median of --repeat), on the same data:
+In one process, on the same data, runs taken in turn (median of --repeat rounds):
   * identity_analytics   ds.cohorts(["age", "income", "parental_status"])  (CUBE query with the
                          state filter, every category filled in, primary + secondary suppression)
   * bare CUBE, same table    the same CUBE on the Dataset's own DuckDB table
@@ -75,14 +75,19 @@ def population_sql(rows: int) -> str:
     return f"SELECT sha256(i::VARCHAR) AS pseudonym, {picks} FROM (SELECT i, {uniforms} FROM range({rows}) t(i))"
 
 
-def timed(fn: Callable[[], object], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        gc.collect()
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def timed(fns: list[Callable[[], object]], repeat: int) -> list[float]:
+    """Median seconds of each of ``fns``, run in turn (``repeat`` rounds of one run each, the
+    order rotating from round to round), so that the machine's slower and faster moments, and
+    the caches one run leaves to the next, fall on every side alike."""
+    times: list[list[float]] = [[] for _ in fns]
+    for round_ in range(repeat):
+        for i in range(len(fns)):
+            j = (round_ + i) % len(fns)
+            gc.collect()
+            start = time.perf_counter()
+            fns[j]()
+            times[j].append(time.perf_counter() - start)
+    return [statistics.median(spent) for spent in times]
 
 
 def peak_rss_mib() -> float:
@@ -117,7 +122,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="cohort benchmark")
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--big-rows", type=int, default=100_000_000)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=9)
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -138,9 +143,16 @@ def main() -> None:
     )
     bare = duckdb.connect()
     bare.register("population", table)
-    ours = timed(lambda: ds.cohorts(list(BY)), args.repeat)
-    same_table = timed(lambda: ds.connection.execute(CUBE.format(source="identities")).fetchall(), args.repeat)
-    same_arrow = timed(lambda: bare.execute(CUBE.format(source="population")).fetchall(), args.repeat)
+    ours, same_table = timed(
+        [
+            lambda: ds.cohorts(list(BY)),
+            lambda: ds.connection.execute(CUBE.format(source="identities")).fetchall(),
+        ],
+        args.repeat,
+    )
+    # over the Arrow table's strings the CUBE takes ~8x longer: timed apart, so that the caches
+    # it clears do not fall on the pair above
+    (same_arrow,) = timed([lambda: bare.execute(CUBE.format(source="population")).fetchall()], args.repeat)
 
     # filtered tables pass the differencing guard (their cells' pseudonyms are remembered)
     start = time.perf_counter()
@@ -155,8 +167,13 @@ def main() -> None:
     if not parquet.exists():
         bare.execute(f"COPY population TO '{parquet}' (FORMAT parquet)")
     from_parquet = ia.Dataset.from_parquet(parquet, policy=POLICY)
-    ours_parquet = timed(lambda: from_parquet.cohorts(list(BY)), args.repeat)
-    bare_parquet = timed(lambda: bare.execute(CUBE.format(source=f"read_parquet('{parquet}')")).fetchall(), args.repeat)
+    ours_parquet, bare_parquet = timed(
+        [
+            lambda: from_parquet.cohorts(list(BY)),
+            lambda: bare.execute(CUBE.format(source=f"read_parquet('{parquet}')")).fetchall(),
+        ],
+        args.repeat,
+    )
 
     print(f"\n{args.rows:,} rows, {' x '.join(BY)}, margins + suppression (k={POLICY.k}); median of {args.repeat}")
     print(f"{'run':<44}{'seconds':>9}{'ours / it':>11}")

@@ -108,6 +108,13 @@ _RESTARTS = 3
 _LP_WORK_BUDGET = 1_000_000
 
 
+def _loops() -> Any:
+    """The compiled loops of the cover (imported on first use: see ``_cover_loops``)."""
+    from identity_analytics.protection import _cover_loops
+
+    return _cover_loops
+
+
 def _check_k(k: int) -> int:
     if isinstance(k, bool) or int(k) != k or k < 1:
         raise ValueError(f"k must be an integer >= 1, got {k!r}")
@@ -248,32 +255,9 @@ class _Structure:
     def components(self, cells: IntArray) -> list[IntArray]:
         """Connected components (sorted cell arrays) of ``cells`` (sorted), linked by
         relations."""
-        m = cells.size
-        if m == 0:
+        if cells.size == 0:
             return []
-        pos, lens = _segments(self.c_ptr, cells)
-        owner = np.repeat(np.arange(m, dtype=np.int64), lens)
-        rows = self.c_idx[pos]
-        order = np.argsort(rows, kind="stable")
-        rows, owner = rows[order], owner[order]
-        same = rows[1:] == rows[:-1]
-        parent = list(range(m))
-        for a, b in zip(owner[:-1][same].tolist(), owner[1:][same].tolist(), strict=True):
-            while parent[a] != a:
-                parent[a] = parent[parent[a]]
-                a = parent[a]
-            while parent[b] != b:
-                parent[b] = parent[parent[b]]
-                b = parent[b]
-            if a != b:
-                parent[a] = b
-        roots = []
-        for i in range(m):
-            r = i
-            while parent[r] != r:
-                r = parent[r]
-            roots.append(r)
-        lab = np.asarray(roots, dtype=np.int64)
+        lab = _loops().component_roots(cells, self.c_ptr, self.c_idx, self.n_rows)
         order = np.argsort(lab, kind="stable")
         splits = np.flatnonzero(np.diff(lab[order])) + 1
         return [cells[part] for part in np.split(order, splits)]
@@ -680,75 +664,24 @@ class _Cover:
         return self._ok(cur)
 
     def greedy(self) -> None:
-        """Add cells until every known condition holds."""
-        cur = self.cur
-        k = self.k
-        m = self.m
+        """Add cells until every known condition holds: at each step the cell that repairs
+        most violated conditions per unit of loss and of the obligations it brings (see the
+        module docstring), in compiled code."""
         n = self.n_cuts
-        cuts, trig = self.cuts[:n], self.trig[:n]
-        cnt, rowcap, lc_lhs, lc_viol, lhs, viol = self._state(cur)
+        cnt, rowcap, lc_lhs, _, lhs, _ = self._state(self.cur)
         # per cell: its relations holding one suppressed cell (repaired by adding it) and none
-        # (where it would be alone); kept up to date as cells are added
-        alone = np.bincount(self.p_cell, weights=cnt[self.p_row] == 1, minlength=m)
-        empty = np.bincount(self.p_cell, weights=cnt[self.p_row] == 0, minlength=m)
-        n_alone = int(np.count_nonzero(cnt == 1))
-        blocked = cur | self.forbid
-        lc_active = cur[self.lc_cell]
-        for _ in range(m + 1):
-            if not (n_alone or lc_viol.any() or (n and viol.any())):
-                return
-            # repairs: relations no longer alone, shares of capacity and cut deficits
-            gain = alone.copy()
-            broken = np.flatnonzero(lc_viol)
-            if broken.size:
-                deficit = -lc_lhs[broken]
-                pos, lens = _segments(self.row_ptr, self.lc_row[broken])
-                need = np.repeat(deficit, lens)
-                gain += np.bincount(
-                    self.p_cell[pos], weights=np.minimum(self.p_cap[pos], need) / need,
-                    minlength=m,
-                )
-            if n and viol.any():
-                need2 = -lhs[viol][:, None]
-                gain += (np.minimum(self.pos_cuts[:n][viol], need2) / need2).sum(axis=0)
-            # obligations of a new cell: relations where it would be alone, its own
-            # capacity conditions and cuts
-            short = np.maximum(-(lc_lhs + self.lc_cap), 0.0)
-            short[lc_active] = 0.0
-            pen = empty + np.bincount(self.lc_cell, weights=short / k, minlength=m)
-            if n:
-                idle_c = ~cur[trig]
-                if idle_c.any():
-                    tg = trig[idle_c]
-                    after_c = lhs[idle_c] + cuts[idle_c, tg]
-                    pen += np.bincount(tg, weights=np.maximum(-after_c, 0.0) / k, minlength=m)
-            score = gain / (self.weight + _ALPHA * pen)
-            score[blocked | (gain <= _TOL)] = -1.0
-            j = int(score.argmax())
-            if score[j] <= 0:
-                cur[:] = True  # nothing repairs the conditions: everything (always safe)
-                return
-            cur[j] = blocked[j] = True
-            # the state after adding j: only j's relations, their conditions and the cuts move
-            pj = self.by_cell[self.cell_ptr[j] : self.cell_ptr[j + 1]]
-            rows = self.p_row[pj]
-            nb = slice(self.nb_ptr[j], self.nb_ptr[j + 1])
-            before = cnt[self.nb_row[nb]]
-            cells = self.nb_cell[nb]
-            was_empty = cells[before == 0]
-            empty[was_empty] -= 1.0
-            alone[was_empty] += 1.0
-            alone[cells[before == 1]] -= 1.0
-            counts_before = cnt[rows].tolist()
-            n_alone += counts_before.count(0) - counts_before.count(1)
-            cnt[rows] += 1
-            rowcap[rows] += self.p_cap[pj]
-            lc_lhs = rowcap[self.lc_row] + self.lc_own
-            lc_active = cur[self.lc_cell]
-            lc_viol = lc_active & (lc_lhs < -_TOL)
-            if n:
-                lhs = lhs + cuts[:, j]
-                viol = cur[trig] & (lhs < -_TOL)
+        # (where it would be alone); the loop keeps them up to date as cells are added
+        alone = np.bincount(self.p_cell, weights=cnt[self.p_row] == 1, minlength=self.m)
+        empty = np.bincount(self.p_cell, weights=cnt[self.p_row] == 0, minlength=self.m)
+        _loops().greedy_loop(
+            self.cur, self.cur | self.forbid, self.weight,
+            self.p_cell, self.p_row, self.p_cap, self.row_ptr, self.by_cell, self.cell_ptr,
+            self.nb_ptr, self.nb_row, self.nb_cell,
+            self.lc_row, self.lc_cell, self.lc_own, self.lc_cap,
+            self.cuts[:n], self.pos_cuts[:n], self.trig[:n],
+            cnt, rowcap, lc_lhs, np.asarray(lhs, dtype=np.float64), alone, empty,
+            self.k, _ALPHA, _TOL,
+        )
 
     def loss(self) -> float:
         return float(self.weight[self.cur & ~self.fixed].sum())
@@ -756,38 +689,18 @@ class _Cover:
     def reverse(self, only: BoolArray | None = None) -> bool:
         """Publish again (smallest count first) every cell (of ``only``) the known
         conditions allow."""
-        cur = self.cur
-        k_tol = -_TOL
-        cnt, rowcap, lc_lhs, _, lhs, _ = self._state(cur)
         n = self.n_cuts
-        cuts, trig = self.cuts[:n], self.trig[:n]
-        sel = cur & ~self.fixed if only is None else cur & ~self.fixed & only
+        cnt, _, lc_lhs, _, lhs, _ = self._state(self.cur)
+        sel = self.cur & ~self.fixed if only is None else self.cur & ~self.fixed & only
         cand = np.flatnonzero(sel)
         cand = cand[np.argsort(self.counts[cand], kind="stable")]
-        changed = False
-        for j in cand.tolist():
-            pj = self.by_cell[self.cell_ptr[j] : self.cell_ptr[j + 1]]
-            rows = self.p_row[pj]
-            if (cnt[rows] == 2).any():
-                continue  # the other suppressed cell would be alone
-            lcs, lens = _segments(self.lc_ptr, rows)
-            if lcs.size:
-                drop = np.repeat(self.p_cap[pj], lens)
-                live = cur[self.lc_cell[lcs]] & (self.lc_cell[lcs] != j)
-                if (live & (lc_lhs[lcs] - drop < k_tol)).any():
-                    continue
-            if n:
-                new_lhs = lhs - cuts[:, j]
-                if (cur[trig] & (trig != j) & (new_lhs < k_tol)).any():
-                    continue
-                lhs = new_lhs
-            if lcs.size:
-                lc_lhs[lcs] -= drop
-            cur[j] = False
-            cnt[rows] -= 1
-            rowcap[rows] -= self.p_cap[pj]
-            changed = True
-        return changed
+        return bool(
+            _loops().reverse_loop(
+                cand, self.cur, self.p_row, self.p_cap, self.by_cell, self.cell_ptr,
+                self.lc_ptr, self.lc_cell, self.cuts[:n], self.trig[:n],
+                cnt, lc_lhs, np.asarray(lhs, dtype=np.float64), _TOL,
+            )
+        )
 
 
 class _Engine:
