@@ -108,7 +108,7 @@ def reference_reverse(cov: sup._Cover) -> bool:
 def learnt_cover(counts: np.ndarray, k: int) -> sup._Cover:
     """The cover of a whole-table run, with the cuts its audits learnt."""
     grid = CellGrid.full_cube(counts)
-    engine = sup._Engine(grid, additivity_matrix(grid), k)
+    engine = sup._Engine(grid, sup._relations(grid)[1], k)
     engine.run(primary_suppression(grid.counts, k))
     assert engine._cover is not None
     return engine._cover

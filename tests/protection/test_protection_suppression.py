@@ -347,3 +347,18 @@ def test_suppression_leaves_the_garbage_collector_as_it_was(enabled: bool) -> No
         assert gc.isenabled() is enabled
     finally:
         gc.enable() if was else gc.disable()
+
+
+def test_additive_structures_are_kept_per_layout_not_per_counts() -> None:
+    first = CellGrid.full_cube(np.array([[3, 20], [30, 40]]))
+    same_layout = CellGrid.full_cube(np.array([[30, 2], [1, 40]]))
+    other = CellGrid.full_cube(np.array([[3, 20, 5], [30, 40, 6]]))
+    assert suppression_module._relations(first) is suppression_module._relations(same_layout)
+    assert suppression_module._relations(other) is not suppression_module._relations(first)
+    # the kept structure serves grids of other counts: each pattern is that of a fresh run
+    for grid in (first, same_layout, other, first):
+        mask = secondary_suppression(grid, primary_suppression(grid.counts, 10), 10)
+        assert_protected(grid, mask, 10)
+    for size in range(2, 2 + 2 * suppression_module._STRUCTURES_KEPT):
+        suppression_module._relations(CellGrid.full_cube(np.ones((size, 2), dtype=np.int64)))
+    assert len(suppression_module._STRUCTURES) == suppression_module._STRUCTURES_KEPT
