@@ -7,9 +7,9 @@ derive by linear programming from the published cells is at least ``k`` wide.
 Method: a greedy cover of necessary conditions, driven by exact LP audits (Benders cuts);
 exact with respect to the guarantee, close to the minimum loss, and with few LPs.
 
-* Cover (numpy, no LP): the pattern grows one cell at a time until it meets conditions that
-  every protected pattern meets.  Structural: a suppressed cell alone in one of its relations
-  is determined by it.  Capacity of one relation: a suppressed cell with count ``a < k`` that
+* Cover (compiled loops, no LP): the pattern grows one cell at a time until it meets
+  conditions that every protected pattern meets.  Structural: a suppressed cell alone in one
+  of its relations is determined by it.  Capacity of one relation: a suppressed cell with count ``a < k`` that
   is a child of a relation moves up only by lowering its suppressed siblings or raising the
   parent, so the siblings' counts (each capped at ``k``) plus ``k`` for a suppressed parent
   must reach ``k - a``.  And the Benders cuts found so far.  The next cell is the one that

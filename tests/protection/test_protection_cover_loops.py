@@ -1,8 +1,9 @@
 """The compiled loops of the cover make the choices of their numpy formulation.
 
-The references below are the cover's loops written with numpy arrays (as they were before
-being compiled); on covers taken from real runs, with the cuts they learnt, both must add and
-publish again the same cells, and the components must be those of scipy's graph search.
+The references below are the same loops written with numpy arrays (their plain formulation,
+kept as the specification); on covers taken from real runs, with the cuts they learnt, both
+must add and publish again the same cells, and the components must be those of scipy's graph
+search.
 """
 
 from __future__ import annotations
