@@ -1,14 +1,17 @@
-"""The two sequential loops of the greedy cover, compiled with numba.
+"""The sequential loops of the cover (greedy, reverse deletion, components), compiled with
+numba.
 
 Each step of these loops reads and updates a few entries of per-cell and per-relation arrays;
 written with numpy, a step is some thirty array calls on arrays of a few hundred entries, and
 their fixed cost made the cover about a third of a 450-cell table's protection. Compiled, a
-step costs a few microseconds. The arithmetic is that of the numpy formulation, in the same
-order (sums accumulate in index order), so the choices, ties included, are the same.
+step costs a few microseconds. The arithmetic is that of the numpy formulation (kept as the
+reference in ``tests/protection/test_protection_cover_loops.py``), in the same order (sums
+accumulate in index order), so the choices, ties included, are the same.
 
 Imported on first use (by :mod:`identity_analytics.protection.suppression`): numba's import
-and the load of the compiled loops (cached next to this file, or compiled on the first run,
-a few seconds) are paid only by processes that protect a table.
+and the load of the compiled loops (cached next to this file; compiling them takes about 10 s,
+on the first run after installing, or in every process where no cache can be written) are
+paid only by processes that protect a table.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-__all__ = ["greedy_loop", "reverse_loop"]
+__all__ = ["component_roots", "greedy_loop", "reverse_loop"]
 
 
 def _jit(fn: Any) -> Any:
