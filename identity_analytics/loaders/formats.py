@@ -24,6 +24,9 @@ PathSpec = str | Path | Sequence[str | Path]
 _GZIP_MAGIC = b"\x1f\x8b"
 _PARQUET_MAGIC = b"PAR1"
 _SNIFF_LIMIT = 1 << 24
+#: Bytes read first from an ``.ndjson``/``.jsonl`` file: its first complete line usually gives
+#: the layout, and only when none of these lines is an object is the whole sniff read.
+_QUICK_SNIFF = 1 << 16
 _BOM = b"\xef\xbb\xbf"
 #: JSON's insignificant whitespace.
 _WHITESPACE = " \t\r\n"
@@ -119,14 +122,23 @@ def inspect_file(path: Path, kind: Literal["identities", "demographics"]) -> Fil
         compressed = magic[:2] == _GZIP_MAGIC
         if magic == _PARQUET_MAGIC:
             return FileSource(path, "parquet", False, _parquet_layout(path, kind))
+        suffix = path.name.removesuffix(".gz").rsplit(".", 1)[-1].lower()
         with open_binary(path, compressed) as stream:
-            head = stream.read(_SNIFF_LIMIT).removeprefix(_BOM)
+            limit = _QUICK_SNIFF if suffix in _NDJSON_SUFFIXES else _SNIFF_LIMIT
+            head = stream.read(limit)
+            cut = len(head) == limit  # the file may go on past the head
+            head = head.removeprefix(_BOM)
             if compressed and head.startswith(_PARQUET_MAGIC):
                 return FileSource(path, "parquet", True, _gzipped_parquet_layout(head, stream, kind))
+            if suffix in _NDJSON_SUFFIXES:
+                complete = head[: head.rfind(b"\n") + 1] if cut else head
+                first = _first_object_line(complete.decode("utf-8", "replace"))
+                if first is not None:
+                    return FileSource(path, "ndjson", compressed, _layout(first, kind))
+                head += stream.read(_SNIFF_LIMIT - len(head))
     except (OSError, EOFError, zlib.error, pa.ArrowException) as error:
         raise _unreadable(path, error) from None
     text = head.decode("utf-8", "replace")
-    suffix = path.name.removesuffix(".gz").rsplit(".", 1)[-1].lower()
     if suffix in _NDJSON_SUFFIXES:
         return FileSource(path, "ndjson", compressed, _layout(_first_object_line(text), kind))
     body = text.lstrip(_WHITESPACE)

@@ -21,7 +21,7 @@ from identity_analytics.loaders import projection
 from identity_analytics.loaders.files import stage_file
 from identity_analytics.loaders.formats import PathSpec, inspect_file, resolve_paths
 from identity_analytics.loaders.quarantine import QuarantineLog
-from identity_analytics.loaders.staging import StagedSource, Staging
+from identity_analytics.loaders.staging import IDENTITY_STAGE, StagedSource, Staging
 from identity_analytics.policy import PrivacyPolicy
 from identity_analytics.vocabulary import Vocabulary
 
@@ -84,9 +84,12 @@ def finish_load(
     identities must be quarantined with their line.
     """
     counts = projection.ProjectionCounts()
-    if reread is not None and (tied := projection.sources_needing_line_order(con)):
+    # demographics are staged after this point, so without duplicate ids no source needs re-reading yet
+    duplicates: int | None = projection.count_duplicates(con, IDENTITY_STAGE, "id")
+    if duplicates and reread is not None and (tied := projection.sources_needing_line_order(con)):
         reread(tied)
-    projection.select_winners(con, counts)
+        duplicates = None  # counted again over what was re-read
+    projection.select_winners(con, counts, duplicates)
     projection.stage_embedded_demographics(con, counts)
     if stage_demographics is not None:
         stage_demographics()

@@ -57,7 +57,7 @@ _NORMALISED: dict[str, str] = {"citizenship": "upper(trim({x}))", "locale": _LOC
 
 #: Raw value of each dimension other than age, over the columns of ``_JOINED``.
 _RAW: dict[str, str] = {
-    "state": "state",
+    "state": "raw_state",
     "income": "d_income",
     "gender": "coalesce(d_gender, trait_gender)",
     "household": "d_household",
@@ -167,9 +167,20 @@ def _by_src(con: duckdb.DuckDBPyConnection, query: str) -> dict[int, int]:
     return {int(src): int(n) for src, n in con.execute(query).fetchall()}
 
 
-def _drop_duplicates(con: duckdb.DuckDBPyConnection, table: str, key: str, order: str) -> str | None:
-    """Delete all but the first row (by ``order``) of each ``key``; returns a table of the losers."""
-    (duplicates,) = con.execute(f"SELECT count(*) - count(DISTINCT {key}) FROM {table}").fetchall()[0]
+def count_duplicates(con: duckdb.DuckDBPyConnection, table: str, key: str) -> int:
+    """Rows of ``table`` whose ``key`` an earlier row already has."""
+    return int(con.execute(f"SELECT count(*) - count(DISTINCT {key}) FROM {table}").fetchall()[0][0])
+
+
+def _drop_duplicates(
+    con: duckdb.DuckDBPyConnection, table: str, key: str, order: str, duplicates: int | None = None
+) -> str | None:
+    """Delete all but the first row (by ``order``) of each ``key``; returns a table of the losers.
+
+    ``duplicates``: the table's :func:`count_duplicates`, when the caller already knows it.
+    """
+    if duplicates is None:
+        duplicates = count_duplicates(con, table, key)
     if not duplicates:
         return None
     losers = f"_losers_{table.strip('_')}"
@@ -198,7 +209,7 @@ def sources_needing_line_order(con: duckdb.DuckDBPyConnection, *, identities: bo
     tables = ((IDENTITY_STAGE, "id", f"id, {_UPDATED}"), (DEMOGRAPHICS_STAGE, "identity_id", "identity_id"))
     for table, id_key, key in tables if identities else tables[1:]:
         # the common case has no duplicate id at all, and skips the checks below
-        (duplicates,) = con.execute(f"SELECT count(*) - count(DISTINCT {id_key}) FROM {table}").fetchall()[0]
+        duplicates = count_duplicates(con, table, id_key)
         if duplicates and key != id_key:
             (duplicates,) = con.execute(f"SELECT count(*) - count(DISTINCT ({key})) FROM {table}").fetchall()[0]
         if duplicates:
@@ -209,14 +220,15 @@ def sources_needing_line_order(con: duckdb.DuckDBPyConnection, *, identities: bo
     return {int(src) for (src,) in rows}
 
 
-def select_winners(con: duckdb.DuckDBPyConnection, counts: ProjectionCounts) -> None:
+def select_winners(con: duckdb.DuckDBPyConnection, counts: ProjectionCounts, duplicates: int | None = None) -> None:
     """Keep the latest record of each identity id (latest ``updated_at``; ties: latest read).
 
     Demographics embedded in the records that lose count as demographics duplicates.
+    ``duplicates``: the staged identities' :func:`count_duplicates`, when already known.
     """
     counts.identity_staged = _by_src(con, f"SELECT src, count(*) FROM {IDENTITY_STAGE} GROUP BY src")
     losers = _drop_duplicates(
-        con, IDENTITY_STAGE, "id", f"{_UPDATED} DESC NULLS LAST, src DESC, line DESC NULLS LAST"
+        con, IDENTITY_STAGE, "id", f"{_UPDATED} DESC NULLS LAST, src DESC, line DESC NULLS LAST", duplicates
     )
     if losers is not None:
         counts.embedded_duplicates = _by_src(
@@ -250,6 +262,8 @@ def stage_embedded_demographics(con: duckdb.DuckDBPyConnection, counts: Projecti
 
 def find_unknown_identities(con: duckdb.DuckDBPyConnection) -> list[tuple[int, int | None, dict[str, str | None]]]:
     """Staged demographics whose identity was not loaded: (src, line, fields)."""
+    if not con.execute(f"SELECT EXISTS (SELECT 1 FROM {DEMOGRAPHICS_STAGE})").fetchall()[0][0]:
+        return []  # without demographics, the anti-join below would still hash every identity id
     rows = con.execute(
         f"""SELECT src, line, identity_id, {", ".join(DEMOGRAPHIC_FIELDS)} FROM {DEMOGRAPHICS_STAGE} d
         WHERE NOT EXISTS (SELECT 1 FROM {IDENTITY_STAGE} s WHERE s.id = d.identity_id)
@@ -273,8 +287,10 @@ def select_demographics(con: duckdb.DuckDBPyConnection, counts: ProjectionCounts
     counts.demographics_loaded = _by_src(con, f"SELECT src, count(*) FROM {DEMOGRAPHICS_STAGE} GROUP BY src")
 
 
-#: Selected identities with their demographics (``d_``) and age in completed years (``_years``).
-_JOINED = f"""(SELECT s.id, s.state, s.trait_birthdate, s.trait_gender, s.trait_citizenship, s.trait_locale,
+#: Selected identities with their raw dimension values (``raw_state``, ``trait_``, demographics as
+#: ``d_``) and age in completed years (``_years``).
+_JOINED = f"""(SELECT s.id, s.state AS raw_state,
+    s.trait_birthdate, s.trait_gender, s.trait_citizenship, s.trait_locale,
     {", ".join(f"d.{f} AS d_{f}" for f in DEMOGRAPHIC_FIELDS)}, {_YEARS} AS _years
     FROM {IDENTITY_STAGE} s LEFT JOIN {DEMOGRAPHICS_STAGE} d ON d.identity_id = s.id)"""
 
@@ -293,13 +309,16 @@ def project(
     """
     ipad, opad = policy.hmac_pads()
     categories = ", ".join(f"{_category(d)} AS {d}" for d in DIMENSIONS)
-    reported = ", ".join(f"left({_reported(d, vocabulary)}, {MAX_OTHER_VALUE_CHARS}) AS _raw_{d}" for d in DIMENSIONS)
-    others = ", ".join(f"CASE WHEN {d} = '{OTHER}' THEN _raw_{d} END AS _other_{d}" for d in DIMENSIONS)
+    # the raw value is only computed where the category is ``other`` (CASE evaluates lazily)
+    others = ", ".join(
+        f"CASE WHEN {d} = '{OTHER}' THEN left({_reported(d, vocabulary)}, {MAX_OTHER_VALUE_CHARS}) END AS _other_{d}"
+        for d in DIMENSIONS
+    )
     con.execute(
         f"""CREATE OR REPLACE TABLE {ANALYTICS_TABLE} AS
         SELECT pseudonym, {", ".join(DIMENSIONS)}, {others}, _minor FROM (
-            SELECT sha256($opad || unhex(sha256($ipad || encode(id)))) AS pseudonym, {categories}, {reported},
-                coalesce(_years < {MINIMUM_MEMBER_AGE}, false) AS _minor
+            SELECT sha256($opad || unhex(sha256($ipad || encode(id)))) AS pseudonym, {categories},
+                * EXCLUDE (id, _years), coalesce(_years < {MINIMUM_MEMBER_AGE}, false) AS _minor
             FROM {_JOINED})""",
         {"ipad": ipad, "opad": opad, "reference_date": reference_date},
     )

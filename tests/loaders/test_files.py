@@ -390,3 +390,26 @@ def test_gzipped_parquet_is_read(tmp_path: Path, policy: ia.PrivacyPolicy) -> No
 def test_a_directory_gets_an_error_suggesting_a_glob(tmp_path: Path, policy: ia.PrivacyPolicy) -> None:
     with pytest.raises(ia.LoadError, match=r"is a directory.*\*\.parquet"):
         ia.Dataset.from_files(tmp_path, policy=policy)
+
+
+@pytest.mark.parametrize("bom", [b"", b"\xef\xbb\xbf"])
+@pytest.mark.parametrize("lead", ["long first record", "many bad lines"])
+def test_combined_layout_is_found_past_the_quick_sniff(
+    tmp_path: Path, policy: ia.PrivacyPolicy, bom: bytes, lead: str
+) -> None:
+    """An .ndjson file is sniffed from its first 64 KiB, then from more when no line there is an object."""
+    from identity_analytics.loaders.formats import _QUICK_SNIFF
+
+    first = _combined("u0", "_45_to_54")
+    if lead == "long first record":  # cut by the quick sniff: its prefix must not pass for a record
+        first["identity"]["traits"]["bio"] = "x" * _QUICK_SNIFF  # type: ignore[index]
+        head = [json.dumps(first)]
+    else:
+        head = ["not json"] * (_QUICK_SNIFF // 9 + 10) + [json.dumps(first)]
+    lines = [*head, *(json.dumps(_combined(f"u{i}", "_45_to_54")) for i in range(1, 4))]
+    path = tmp_path / "combined.ndjson"
+    path.write_bytes(bom + ("\n".join(lines) + "\n").encode())
+    ds = ia.Dataset.from_files(path, policy=policy)
+    _ids(ds, policy, *(f"u{i}" for i in range(4)))
+    assert ds.identities.column("age").to_pylist() == ["_45_to_54"] * 4
+    assert ds.load_report.identities.quarantined == len(head) - 1
