@@ -128,10 +128,10 @@ class CohortTable:
     base: int | None
     sql: str
     filters: dict[str, tuple[str, ...]]
-    grid: CellGrid = field(repr=False)
+    grid: CellGrid = field(repr=False)  # the cells with their true counts, for audit(); not for publishing
     suppressed: np.ndarray = field(repr=False)
     primary: np.ndarray = field(repr=False)
-    published: np.ndarray = field(repr=False)  # published counts; meaningless where suppressed
+    published: np.ndarray = field(repr=False)  # published counts (rounded if asked); 0 where suppressed
 
     # ---- views ------------------------------------------------------------------------------
 
@@ -372,6 +372,7 @@ def compute_cohorts(
         grid = CellGrid(grid.shape, grid.codes[interior], grid.counts[interior])
         primary, suppressed = primary[interior], suppressed[interior]
     published = round_to_base(grid.counts, base) if base else grid.counts.copy()
+    published[suppressed] = 0  # nothing of a suppressed cell in what the table publishes
     return CohortTable(
         by=dims,
         categories=categories,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -10,8 +10,11 @@ from pydantic import BaseModel, ConfigDict
 class _Indexable(BaseModel):
     model_config = ConfigDict(frozen=True)
 
+    #: Names readable with ``report[name]`` besides the fields.
+    _extra_keys: ClassVar[tuple[str, ...]] = ()
+
     def __getitem__(self, key: str) -> Any:
-        if key not in type(self).model_fields:
+        if key not in type(self).model_fields and key not in self._extra_keys:
             raise KeyError(key)
         return getattr(self, key)
 
@@ -48,14 +51,47 @@ class FileCounts(SourceCounts):
 class LoadReport(_Indexable):
     """Counts for identities and demographics, per input, and out-of-vocabulary values.
 
-    ``other_values`` maps each dimension to the raw values counted as ``other`` and how many
-    loaded identities had each; those values are never published as labels.
+    ``read``, ``loaded``, ``quarantined`` and ``duplicates`` are totals over every record
+    read, identity and demographics records alike (so ``quarantined`` is the number of rows
+    of the quarantine, and read = loaded + quarantined + duplicates); ``identities`` and
+    ``demographics`` give them per kind (``identities.loaded`` is the number of identities
+    in the analytics table), and ``sources`` per input. ``other_values`` maps each dimension
+    to the raw values counted as ``other`` and how many loaded identities had each; those
+    values are never published as labels.
     """
+
+    _extra_keys: ClassVar[tuple[str, ...]] = ("read", "loaded", "quarantined", "duplicates")
 
     identities: SourceCounts = SourceCounts()
     demographics: SourceCounts = SourceCounts()
     other_values: dict[str, dict[str, int]] = {}
     sources: list[FileCounts] = []
+
+    @property
+    def total(self) -> SourceCounts:
+        """The counts of identity and demographics records together."""
+        return self.identities + self.demographics
+
+    @property
+    def read(self) -> int:
+        return self.total.read
+
+    @property
+    def loaded(self) -> int:
+        return self.total.loaded
+
+    @property
+    def quarantined(self) -> int:
+        return self.total.quarantined
+
+    @property
+    def duplicates(self) -> int:
+        return self.total.duplicates
+
+    @property
+    def balanced(self) -> bool:
+        """True when every record read, of every source, is accounted for."""
+        return self.total.balanced and all(s.balanced for s in self.sources)
 
     @classmethod
     def from_sources(cls, sources: list[FileCounts], other_values: dict[str, dict[str, int]]) -> LoadReport:

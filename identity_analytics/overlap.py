@@ -32,7 +32,8 @@ def _small(value: int, k: int) -> bool:
 
 @dataclass(frozen=True)
 class OverlapTable:
-    """Protected pairwise intersections; ``counts[i, j]`` is meaningless where ``suppressed``."""
+    """Protected pairwise intersections; ``counts[i, j]`` is 0 where ``suppressed`` (its true
+    value is not kept)."""
 
     names: tuple[str, ...]
     k: int
@@ -115,4 +116,4 @@ def compute_overlap(
                 not size_hidden[j] and _small(sizes[j] - x, k)
             )
             suppressed[i, j] = bool(_small(x, k) or reveals_small_difference)
-    return OverlapTable(names, k, counts, suppressed, sql)
+    return OverlapTable(names, k, np.where(suppressed, 0, counts), suppressed, sql)

@@ -147,6 +147,13 @@ def test_pandas_pivot_html_and_plot(fixture_dataset: ia.Dataset) -> None:
     assert ax.get_title().startswith("age × parental_status")
 
 
+def test_published_counts_keep_nothing_of_suppressed_cells(fixture_dataset: ia.Dataset) -> None:
+    for protect, base in (("suppress", None), ("suppress+round", 5)):
+        table = fixture_dataset.cohorts(["age", "income"], protect=protect, base=base)
+        assert table.suppressed.any() and (table.published[table.suppressed] == 0).all()
+        assert (table.grid.counts[table.suppressed] > 0).any()  # the true counts stay for audit() only
+
+
 def test_margins_off_publishes_the_interior_of_the_protected_cube(fixture_dataset: ia.Dataset) -> None:
     # the margins are published elsewhere (any table of fewer dimensions), so the interior
     # keeps the secondary suppressions of the table with margins

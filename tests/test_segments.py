@@ -125,6 +125,9 @@ def test_overlap_hides_small_intersections_and_small_differences() -> None:
     assert frame.loc["female", "men"] == 0
     long = table.to_arrow()
     assert long.num_rows == 9 and long.column("suppressed").to_pylist().count(True) == 4
+    # the object itself keeps nothing of what it hides: not in its attributes, not in its repr
+    assert (table.counts[table.suppressed] == 0).all()
+    assert "25" not in repr(table) and "3," not in repr(table)
 
 
 rows_strategy = st.lists(

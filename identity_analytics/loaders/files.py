@@ -190,25 +190,30 @@ def _stage_malformed_json(staging: Staging, staged: StagedSource, log: Quarantin
 
 
 def _json_elements(text: str) -> tuple[list[int], list[str], dict[int, tuple[str, str]]]:
-    """(numbers, texts) of the well-formed elements of a JSON array or documents, and the bad ones.
+    """(numbers, texts) of the well-formed elements of JSON arrays or documents, and the bad ones.
 
-    Elements are numbered from 1. A malformed element, or one holding bytes that are not
+    The text may hold several arrays (pages saved one after the other) and documents, each
+    array's elements being records; nothing after the first array is left unread. Elements
+    are numbered from 1, across arrays. A malformed element, or one holding bytes that are not
     UTF-8 (decoded as lone surrogates), maps to (reason, its text); reading resumes after it.
     """
     decoder = json.JSONDecoder()
     numbers: list[int] = []
     records: list[str] = []
     faults: dict[int, tuple[str, str]] = {}
-    position = len(text) - len(text.lstrip(_WHITESPACE))
-    in_array = text.startswith("[", position)
-    position += 1 if in_array else 0
-    closed = lost = False
+    position = 0
+    in_array = lost = False
     while True:
         while position < len(text) and text[position] in _WHITESPACE + ",":
             position += 1
-        if position >= len(text) or (in_array and text[position] == "]"):
-            closed = position < len(text)
+        if position >= len(text):
             break
+        if text[position] == "[" and not in_array:  # an array: its elements are the records
+            in_array, position = True, position + 1
+            continue
+        if text[position] == "]" and in_array:  # more arrays (pages) or documents may follow
+            in_array, position = False, position + 1
+            continue
         number, start = len(numbers) + len(faults) + 1, position
         try:
             value, position = decoder.raw_decode(text, position)
@@ -229,7 +234,7 @@ def _json_elements(text: str) -> tuple[list[int], list[str], dict[int, tuple[str
             continue
         numbers.append(number)
         records.append(json.dumps(value))
-    if in_array and not closed and not lost:
+    if in_array and not lost:
         faults[len(numbers) + len(faults) + 1] = ("malformed JSON (the array is not closed)", "")
     return numbers, records, faults
 

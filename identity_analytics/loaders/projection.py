@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import duckdb
 
-from identity_analytics.loaders.staging import DEMOGRAPHIC_FIELDS, DEMOGRAPHICS_STAGE, IDENTITY_STAGE
+from identity_analytics.loaders.staging import DEMOGRAPHIC_FIELDS, DEMOGRAPHICS_STAGE, IDENTITY_STAGE, TRAIT_FIELDS
 from identity_analytics.policy import PrivacyPolicy
 from identity_analytics.vocabulary import (
     AGE_BAND_STARTS,
@@ -287,11 +287,16 @@ def select_demographics(con: duckdb.DuckDBPyConnection, counts: ProjectionCounts
     counts.demographics_loaded = _by_src(con, f"SELECT src, count(*) FROM {DEMOGRAPHICS_STAGE} GROUP BY src")
 
 
+def _present(column: str) -> str:
+    """SQL: the text of ``column``, or NULL when it is empty or blank (a missing value)."""
+    return f"CASE WHEN trim({column}) <> '' THEN {column} END"
+
+
 #: Selected identities with their raw dimension values (``raw_state``, ``trait_``, demographics as
-#: ``d_``) and age in completed years (``_years``).
-_JOINED = f"""(SELECT s.id, s.state AS raw_state,
-    s.trait_birthdate, s.trait_gender, s.trait_citizenship, s.trait_locale,
-    {", ".join(f"d.{f} AS d_{f}" for f in DEMOGRAPHIC_FIELDS)}, {_YEARS} AS _years
+#: ``d_``; empty text counts as missing) and age in completed years (``_years``).
+_JOINED = f"""(SELECT s.id, {_present("s.state")} AS raw_state,
+    {", ".join(f"{_present(f's.trait_{t}')} AS trait_{t}" for t in TRAIT_FIELDS)},
+    {", ".join(f"{_present(f'd.{f}')} AS d_{f}" for f in DEMOGRAPHIC_FIELDS)}, {_YEARS} AS _years
     FROM {IDENTITY_STAGE} s LEFT JOIN {DEMOGRAPHICS_STAGE} d ON d.identity_id = s.id)"""
 
 

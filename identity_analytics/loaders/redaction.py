@@ -3,8 +3,10 @@
 An excerpt shows a record's shape, never its values: every string value becomes ``"…"``,
 every number or bare word becomes ``…``, key names are kept only when they belong to the
 API contracts, and ``credentials``/``metadata_admin`` subtrees are cut away whole when the
-record can be parsed. Malformed text is redacted token by token, unterminated strings
-included, so a secret in a broken line is masked as well.
+record can be parsed. Malformed text is redacted token by token, unterminated and
+single-quoted strings included, and every run of characters that is not JSON structure
+(letters of any script, digits, punctuation) is masked as a value, so a secret or a name in
+a broken line is masked as well.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ KNOWN_KEYS: frozenset[str] = frozenset(
 
 _TOKEN = re.compile(
     r'"(?:[^"\\]|\\.)*"?'  # a string literal, possibly unterminated
-    r"|[-+0-9A-Za-z_.$]+"  # a number, bare word or other run of value characters
+    r"|'(?:[^'\\]|\\.)*'?"  # a single-quoted string (not JSON, but a common slip)
+    r"|[^\s{}\[\]:,\"']+"  # any other run of characters that are not JSON structure: a value
 )
 
 
@@ -61,6 +64,8 @@ def _render(value: Any) -> str:
 def _redact_tokens(text: str) -> str:
     def replace(match: re.Match[str]) -> str:
         token = match.group(0)
+        if token.startswith("'"):
+            return f"'{MASK}'"
         if token.startswith('"'):
             rest = text[match.end() :].lstrip()
             inner = token[1:-1] if len(token) > 1 and token.endswith('"') else None

@@ -413,3 +413,37 @@ def test_combined_layout_is_found_past_the_quick_sniff(
     _ids(ds, policy, *(f"u{i}" for i in range(4)))
     assert ds.identities.column("age").to_pylist() == ["_45_to_54"] * 4
     assert ds.load_report.identities.quarantined == len(head) - 1
+
+
+@pytest.mark.parametrize("indent", [None, 2])
+def test_several_list_pages_saved_in_one_file_are_all_read(
+    tmp_path: Path, policy: ia.PrivacyPolicy, indent: int | None
+) -> None:
+    pages = [[_identity("a"), _identity("b")], [_identity("c")], [_identity("d")]]
+    path = tmp_path / "pages.json"
+    path.write_text("\n".join(json.dumps(page, indent=indent) for page in pages) + "\n" + json.dumps(_identity("e")))
+    ds = ia.Dataset.from_files(path, policy=policy)
+    _ids(ds, policy, "a", "b", "c", "d", "e")
+    assert ds.load_report.identities == ia.SourceCounts(read=5, loaded=5)
+
+
+def test_content_after_a_json_array_is_quarantined_not_dropped(tmp_path: Path, policy: ia.PrivacyPolicy) -> None:
+    path = tmp_path / "page.json"
+    path.write_text(json.dumps([_identity("a"), _identity("b")]) + "\n{broken\n")
+    ds = ia.Dataset.from_files(path, policy=policy)
+    _ids(ds, policy, "a", "b")
+    assert ds.load_report.identities == ia.SourceCounts(read=3, loaded=2, quarantined=1)
+    assert ds.quarantine.column("line").to_pylist() == [3]
+    with pytest.raises(ia.LoadError, match=r"page\.json:3: malformed JSON"):
+        ia.Dataset.from_files(path, policy=policy, strict=True)
+
+
+def test_load_report_totals_cover_every_record_read(tmp_path: Path, policy: ia.PrivacyPolicy) -> None:
+    identities = write_lines(tmp_path / "i.ndjson", [json.dumps(_identity("a")), json.dumps(_identity("a")), "{"])
+    demographics = write_lines(
+        tmp_path / "d.ndjson", [json.dumps({"identity_id": "a", "age": "_25_to_34"}), '{"identity_id": "zz"}']
+    )
+    report = ia.Dataset.from_files(identities, demographics, policy=policy).load_report
+    assert (report.read, report.loaded, report.quarantined, report.duplicates) == (5, 2, 2, 1)
+    assert report["read"] == report.read == report.loaded + report.quarantined + report.duplicates
+    assert report.identities.loaded == 1 and report.balanced

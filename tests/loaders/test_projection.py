@@ -102,6 +102,15 @@ def test_missing_values_are_undetermined(tmp_path: Path, policy: ia.PrivacyPolic
     assert {k: v for k, v in row.items() if k != "pseudonym"} == {k: "undetermined" for k in ANALYTICS_COLUMNS[1:]}
 
 
+def test_empty_text_is_missing_not_other(tmp_path: Path, policy: ia.PrivacyPolicy) -> None:
+    traits = {"gender": "female", "birthdate": "1960-01-01", "citizenship": " ", "locale": ""}
+    row = load_one(tmp_path, policy, {"state": "", "traits": traits}, {"gender": "", "age": " ", "income": ""})
+    assert (row["gender"], row["age"]) == ("female", "_65_plus")  # the demographics give nothing: traits
+    assert row["state"] == row["citizenship"] == row["locale"] == row["income"] == "undetermined"
+    row = load_one(tmp_path, policy, {"traits": {"birthdate": ""}})
+    assert row["age"] == "undetermined"
+
+
 def test_demographics_values_map_onto_the_vocabulary(tmp_path: Path, policy: ia.PrivacyPolicy) -> None:
     demographics = {
         "income": "upper_middle",

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
@@ -38,3 +39,19 @@ def test_a_planted_value_never_survives_redaction(prefix: str, secret: str) -> N
         excerpt = redact_text(text)
         assert secret not in excerpt
         assert len(excerpt) <= MAX_EXCERPT_CHARS
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Иван,Петров,ivan.petrov@example.com,+7 916 123-45-67",
+        '{"id": "a", "traits": {"name": {"given_name": José María}}}',
+        "{'id': 'c', 'traits': {'email': 'Zoë@exämple.org'}}",
+        '{"id": "b", "traits": {"email": Zoë@exämple.org, "x": [1, two]}',
+    ],
+)
+def test_malformed_text_masks_values_of_any_script(text: str) -> None:
+    excerpt = redact_text(text)
+    for secret in ("Иван", "Петров", "ivan", "916", "José", "María", "Zoë", "exämple", "two"):
+        assert secret not in excerpt
+    assert excerpt.count("…") >= 2
