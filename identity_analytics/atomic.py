@@ -214,3 +214,21 @@ def atomic_directory(target: Path, *, marker: str, what: str, overwrite: bool) -
         shutil.rmtree(work, ignore_errors=True)  # the failed work, or the previous tree after an exchange
         if lock is not None:
             os.close(lock)
+
+
+@contextlib.contextmanager
+def atomic_file(target: Path) -> Iterator[Path]:
+    """Yield a hidden temporary path beside ``target`` that replaces it when the block completes.
+
+    The file is flushed to disk before the rename, so a reader finds the previous file or the
+    whole new one, never a part; if the block raises, ``target`` is left as it was.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        yield work
+        with work.open("rb") as written:
+            os.fsync(written.fileno())
+        os.replace(work, target)
+    finally:
+        work.unlink(missing_ok=True)

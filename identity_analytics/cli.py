@@ -27,6 +27,7 @@ from rich.markup import escape
 from rich.table import Table
 
 import identity_analytics as ia
+from identity_analytics.atomic import atomic_file
 from identity_analytics.loaders.http import RetryPolicy
 from identity_analytics.report import CohortSpec, ConfigError, InputSpec, ReportConfig, describe, write_report
 
@@ -329,7 +330,8 @@ def segment(
         for dims in breakdown or []:
             _say(str(result.breakdown([d.strip() for d in dims.split(",")])))
         if members is not None:
-            result.members(allow_minors=allow_minors).to_pandas().to_csv(members, index=False)
+            with atomic_file(members) as work:
+                result.members(allow_minors=allow_minors).to_pandas().to_csv(work, index=False)
             _say(f"member pseudonyms written to {members}")
 
     _run(body)

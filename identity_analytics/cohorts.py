@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import html
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -84,6 +84,11 @@ def filter_sql(filters: Mapping[str, Sequence[str]], include_inactive: bool) -> 
 
 def _in_list(values: Sequence[str]) -> str:
     return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+
+
+def population_key(by: Sequence[str], categories: Sequence[str | None]) -> tuple[tuple[str, str], ...]:
+    """The categories a cell names (None: aggregated away), whatever its table: one population, one key."""
+    return tuple(sorted((d, v) for d, v in zip(by, categories, strict=True) if v is not None))
 
 
 def validate_dimensions(by: Sequence[str] | str) -> tuple[str, ...]:
@@ -343,8 +348,13 @@ def compute_cohorts(
     protect: str = "suppress",
     base: int | None = None,
     include_inactive: bool = False,
+    hidden: Collection[tuple[tuple[str, str], ...]] = (),
 ) -> CohortTable:
-    """Aggregate with one CUBE query, then protect the cells."""
+    """Aggregate with one CUBE query, then protect the cells.
+
+    ``hidden``: cells (by the categories they name) to suppress whatever their counts, and
+    protect as if they were small (cells other releases would otherwise give away).
+    """
     dims = validate_dimensions(by)
     if k < 2:
         raise ValueError(f"k must be at least 2, got {k}")
@@ -366,7 +376,15 @@ def compute_cohorts(
     sql = cohort_sql(dims, filters, include_inactive, cube)
     grid = _grid(con.execute(sql).fetchall(), categories, cube)
     primary = primary_suppression(grid.counts, k) if "suppress" in protect else np.zeros(grid.n_cells, dtype=bool)
-    suppressed = secondary_suppression(grid, primary, k) if "suppress" in protect else primary
+    must = primary
+    if hidden:
+        keys = set(hidden)
+        named = [
+            population_key(dims, [cats[c] if c >= 0 else None for cats, c in zip(categories, row, strict=True)])
+            for row in grid.codes.tolist()
+        ]
+        must = primary | np.array([key in keys for key in named], dtype=bool)
+    suppressed = secondary_suppression(grid, must, k) if "suppress" in protect else primary
     if cube and not margins:
         interior = ~grid.is_margin
         grid = CellGrid(grid.shape, grid.codes[interior], grid.counts[interior])

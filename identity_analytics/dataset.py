@@ -18,7 +18,8 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from identity_analytics.cohorts import CohortTable, compute_cohorts, filter_sql, validate_filters
+from identity_analytics.cohorts import CohortTable, compute_cohorts, filter_sql, population_key, validate_filters
+from identity_analytics.contracts import Profile, PublicProfile
 from identity_analytics.errors import LoadError, PrivacyError
 from identity_analytics.load_report import LoadReport, SourceCounts
 from identity_analytics.loaders.formats import PathSpec
@@ -38,6 +39,7 @@ from identity_analytics.profiles import ProfileStore
 from identity_analytics.risk import RiskReport, compute_risk
 from identity_analytics.segments import (
     Cell,
+    NarrowCells,
     ReleaseLedger,
     Segment,
     SegmentResult,
@@ -55,6 +57,9 @@ _TRY_ENUM_COLUMNS = ", ".join(
     for c in ANALYTICS_COLUMNS
 )
 #: Rows whose pseudonym is not 64 lowercase hex digits (HMAC-SHA256).
+#: Rounds of extra suppression an unfiltered table may take to settle against earlier releases.
+_MAX_LINKED_ROUNDS = 20
+
 _PSEUDONYM_CHECK = "count(*) FILTER (WHERE NOT regexp_full_match(coalesce(pseudonym::VARCHAR, ''), '[0-9a-f]{64}'))"
 
 
@@ -131,6 +136,8 @@ class Dataset:
         self._load_report = load_report
         self._quarantine = quarantine
         self._ledger = ReleaseLedger(con)
+        #: tables released so far, by what was asked (and by what was released)
+        self._settled: dict[tuple[Any, ...], CohortTable] = {}
         #: one DuckDB connection serves every call: calls from several threads take turns
         self._lock = threading.RLock()
         #: False for a store written before minors were kept, opened under another key
@@ -458,8 +465,9 @@ class Dataset:
         table = self._cohorts(by, k, margins=margins, where=where, protect=protect, base=base)
         if table.filters:
             label = f"cohort table filtered by {json.dumps(table.filters, sort_keys=True)}"
-            self._release_table(table, table.filters, label)
-        return table
+        else:
+            label = f"cohort table by {', '.join(table.by)}"
+        return self._release_table(table, table.filters, label)
 
     def _cohorts(self, by: Sequence[str] | str, k: int | None = None, **options: Any) -> CohortTable:
         """A protected table (options of :func:`compute_cohorts`), without the guard."""
@@ -487,34 +495,80 @@ class Dataset:
     def _segment_breakdown(self, segment: Segment, by: Sequence[str] | str, **kwargs: Any) -> CohortTable:
         """The breakdown table, its releases checked by the differencing guard (all or nothing)."""
         table = self._cohorts(by, where=segment.where, **kwargs)
-        self._release_table(table, table.filters, f"breakdown of {segment_label(segment)}")
-        return table
+        return self._release_table(table, table.filters, f"breakdown of {segment_label(segment)}")
 
-    def _release_table(self, table: CohortTable, where: Mapping[str, Sequence[str]], label: str) -> None:
-        """Pass a table's releases through the differencing guard (all or nothing).
+    def _release_table(self, table: CohortTable, where: Mapping[str, Sequence[str]], label: str) -> CohortTable:
+        """Pass a table's releases through the differencing guard (all or nothing); returns
+        the table as released.
 
         With exact counts (``protect="suppress"``) every published non-zero cell is a released
-        population (the filter plus the cell's categories); with rounding, the published cells
-        still add up to a bound on the population's size, which is released.
+        population (the filter plus the cell's categories). A cell that would differ from an
+        earlier release by 1 to k-1 people is suppressed too, and protected like a small one,
+        until none is left; a filtered table whose total would is refused, as a segment would
+        be. With rounding, the published cells still add up to a bound on the population's
+        size: a filtered table releases that size, and an unfiltered one (everyone counted)
+        nothing new.
         """
-        if table.suppressed.all():
-            return
         inactive = self._policy.include_inactive
         k = max(self._policy.k, table.k)
         if table.base is not None:
-            population = population_sql(where, inactive)
-            (size,) = self._con.execute(f"SELECT count(*) FROM ({population})").fetchall()[0]
-            self._ledger.release(population, size, k, f"the {label}", f"size of the {label}")
-            return
+            if where:
+                population = population_sql(where, inactive)
+                (size,) = self._con.execute(f"SELECT count(*) FROM ({population})").fetchall()[0]
+                self._ledger.release(population, size, k, f"the {label}", f"size of the {label}")
+            return table
+        asked = _signature(table)
+        if asked in self._settled:  # asked before: released as it was then
+            return self._settled[asked]
+        counted = filter_sql(where, inactive)
+        rows = f"(SELECT * FROM {ANALYTICS_TABLE} {counted})"
+        grouped = f"SELECT pseudonym, {', '.join(table.by)} FROM {ANALYTICS_TABLE} {counted}"
+        hidden: set[tuple[tuple[str, str], ...]] = set()
+        for _ in range(_MAX_LINKED_ROUNDS):
+            if table.suppressed.all():
+                return table
+            cells = self._published_cells(table, label)
+            try:
+                if where:
+                    self._ledger.release_cells(grouped, table.by, cells, k, rows)
+                else:
+                    narrow = self._ledger.narrow_cells(table.by, cells, counted, k)
+                    if narrow:
+                        raise NarrowCells(narrow, PrivacyError(f"cells of the {label} differ from earlier releases"))
+                    self._ledger.record_cube(table.by, cells, self._withheld(table))
+                self._settled[asked] = self._settled[_signature(table)] = table
+                return table
+            except NarrowCells as narrow:
+                hidden |= {population_key(table.by, cells[i].categories) for i in narrow.cells}
+                options = {"margins": table.margins, "protect": table.protect, "hidden": hidden}
+                table = self._cohorts(table.by, table.k, where=dict(where) or None, **options)
+        raise PrivacyError(
+            f"refused: the {label} could not be protected against the tables and segments released before "
+            f"in {_MAX_LINKED_ROUNDS} rounds of suppression; ask it on a fresh Dataset"
+        )
+
+    @staticmethod
+    def _categories(table: CohortTable, cell: int) -> tuple[str | None, ...]:
+        """Per dimension of the table, the category of one cell (None where aggregated away)."""
+        codes = table.grid.codes[cell].tolist()
+        return tuple(cats[c] if c >= 0 else None for cats, c in zip(table.categories, codes, strict=True))
+
+    @classmethod
+    def _withheld(cls, table: CohortTable) -> list[tuple[tuple[str, str], ...]]:
+        """The populations a table suppressed that are not empty (by the categories they name)."""
+        hidden = np.flatnonzero(table.suppressed & (table.grid.counts > 0)).tolist()
+        return [population_key(table.by, cls._categories(table, cell)) for cell in hidden]
+
+    @classmethod
+    def _published_cells(cls, table: CohortTable, label: str) -> list[Cell]:
+        """The populations a table releases: its published non-zero cells."""
         cells = []
         for cell in np.flatnonzero(~table.suppressed & (table.published > 0)).tolist():
-            codes = table.grid.codes[cell].tolist()
-            categories = tuple(cats[c] if c >= 0 else None for cats, c in zip(table.categories, codes, strict=True))
+            categories = cls._categories(table, cell)
             named = ", ".join(f"{d}={v}" for d, v in zip(table.by, categories, strict=True) if v is not None)
             cell_label = f"cell {named} of the {label}" if named else label
             cells.append(Cell(categories, int(table.published[cell]), cell_label))
-        grouped = f"SELECT pseudonym, {', '.join(table.by)} FROM {ANALYTICS_TABLE} {filter_sql(where, inactive)}"
-        self._ledger.release_cells(grouped, table.by, cells, k)
+        return cells
 
     @_serialised
     def _segment_members(self, segment: Segment, allow_minors: bool) -> pa.Table:
@@ -567,6 +621,14 @@ class Dataset:
         """Profile views (``get``, ``public``, ``table``) from the same loaded data."""
         return ProfileStore(self._con, self._policy)
 
+    def profile(self, identity_id: str) -> Profile:
+        """The profile of one identity (``ds.profiles.get``); :class:`NotFound` if not loaded."""
+        return self.profiles.get(identity_id)
+
+    def public_profile(self, identity_id: str) -> PublicProfile:
+        """The public profile of one identity (``ds.profiles.public``): non-public fields null."""
+        return self.profiles.public(identity_id)
+
     @_serialised
     def risk(self, quasi_identifiers: Sequence[str], sensitive: str | None = None, k: int | None = None) -> RiskReport:
         """k-anonymity of the counted identities over ``quasi_identifiers``; l-diversity of ``sensitive``."""
@@ -599,6 +661,12 @@ class Dataset:
             f"{report.identities.quarantined + report.demographics.quarantined:,}, k={self._policy.k}, "
             f"reference_date={self._reference_date.isoformat()})"
         )
+
+
+def _signature(table: CohortTable) -> tuple[Any, ...]:
+    """What a protected table publishes, as a key: the same key, the same release."""
+    options = (table.by, table.categories, tuple(sorted(table.filters.items())), table.k, table.margins)
+    return (*options, table.protect, table.base, table.published.tobytes(), table.suppressed.tobytes())
 
 
 def _check_analytics_layout(

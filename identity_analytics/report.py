@@ -346,18 +346,15 @@ def _html(config: ReportConfig, dataset: Dataset, tables: dict[str, CohortTable]
         "inactive identities": "included" if config.include_inactive else "excluded",
         "inputs": ", ".join(f"{Path(i['path']).name} (sha256 {i['sha256'][:12]}…)" for i in audit["inputs"]),
     }
-    report = dataset.load_report
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>identity-analytics report</title><style>{_STYLE}</style></head><body>",
         "<h1>identity-analytics report</h1>",
         "<dl class='params'>" + "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in params.items()) + "</dl>",
-        "<h2>Load</h2><table><tr><th></th><th>read</th><th>loaded</th><th>quarantined</th><th>duplicates</th></tr>",
-        *(
-            f"<tr><th>{kind}</th><td>{c.read:,}</td><td>{c.loaded:,}</td><td>{c.quarantined:,}</td><td>{c.duplicates:,}</td></tr>"
-            for kind, c in (("identities", report.identities), ("demographics", report.demographics))
-        ),
-        "</table>",
+        # the load's record counts are exact (a few quarantined records, or loaded minus the
+        # counted total: the inactive ones): they stay in audit.json, the operator's record
+        "<p>Records read, loaded, quarantined and duplicated are in <code>audit.json</code> "
+        "(exact counts, for the operator, not for publication).</p>",
     ]
     for name, table in tables.items():
         parts += [
@@ -410,6 +407,7 @@ def write_report(
         "library_version": __version__,
         "generated_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "inputs": input_files(inputs),
+        "k": config.k,
         "parameters": {
             "k": config.k,
             "reference_date": dataset.reference_date.isoformat(),

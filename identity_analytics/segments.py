@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from identity_analytics.cohorts import CohortTable, filter_sql
+from identity_analytics.cohorts import CohortTable, filter_sql, population_key
 from identity_analytics.errors import PrivacyError
 from identity_analytics.loaders.projection import ANALYTICS_TABLE, MINIMUM_MEMBER_AGE, MINORS_TABLE
 from identity_analytics.vocabulary import DIMENSIONS
@@ -84,29 +84,45 @@ class Segment(BaseModel):
     @classmethod
     def load(cls, path: str | Path) -> Segment:
         """Read a segment saved as YAML or JSON."""
+        from identity_analytics.report import describe
+
         path = Path(path)
         text = path.read_text("utf-8")
-        if path.suffix not in (".yaml", ".yml"):
-            return cls.from_json(text)
         try:
-            return cls.from_yaml(text)
+            return cls.from_yaml(text) if path.suffix in (".yaml", ".yml") else cls.from_json(text)
         except yaml.YAMLError as error:
             mark = getattr(error, "problem_mark", None)
             where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
             problem = getattr(error, "problem", None) or type(error).__name__
             raise ValueError(f"{where}: not valid YAML ({problem}); fix the segment file") from None
+        except ValidationError as error:
+            location, message = describe(error)
+            where = f"{path}: {location}" if location else str(path)
+            raise ValueError(f"{where}: {message}; fix the segment file") from None
 
 
 @dataclass
 class ReleaseLedger:
     """Populations released so far from one Dataset (segment sizes, member lists, overlap and
-    breakdown cells, cells of filtered cohort tables), their members kept in DuckDB."""
+    breakdown cells, cells of cohort tables).
+
+    Populations defined by a filter keep their members in DuckDB. The cells of unfiltered
+    cohort tables are kept by their categories only (``cubes``): keeping members for every
+    cell of a table over millions of rows would cost more than the table, and their overlap
+    with any other population is a count of the data by those categories, computed when
+    that population is released.
+    """
 
     con: duckdb.DuckDBPyConnection
     sizes: dict[int, int] = field(default_factory=dict)
     labels: dict[int, str] = field(default_factory=dict)
     #: releases of a population released before (its members are not kept twice)
     repeats: set[int] = field(default_factory=set)
+    #: cells of unfiltered tables: one entry per table, by release of its first cell
+    cubes: list[_Cube] = field(default_factory=list)
+    #: populations (by the categories they name) an unfiltered table suppressed: later tables
+    #: keep them suppressed, or publishing one could undo the earlier table's protection
+    withheld: set[tuple[tuple[str, str], ...]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         # Members are kept as 64-bit hashes of their pseudonyms (a quarter of the bytes, a fast
@@ -127,6 +143,14 @@ class ReleaseLedger:
                 f"JOIN (SELECT hash(pseudonym) AS member FROM ({population})) USING (member) GROUP BY release"
             ).fetchall()
         )
+        for cube in self.cubes:
+            counts = _box_counts(
+                self.con,
+                cube.by,
+                f"(SELECT * FROM {ANALYTICS_TABLE} WHERE pseudonym IN (SELECT pseudonym FROM ({population})))",
+            )
+            for release, box in zip(cube.releases, cube.boxes, strict=True):
+                overlaps[release] = counts.get(box, 0)
         seen = False
         for release, released_size in self.sizes.items():
             if release in self.repeats:
@@ -154,6 +178,7 @@ class ReleaseLedger:
             for release in range(first, len(self.sizes)):
                 del self.sizes[release], self.labels[release]
                 self.repeats.discard(release)
+            self.cubes = [cube for cube in self.cubes if cube.releases[0] < first]
             raise
 
     def release(self, population: str, size: int, k: int, what: str, label: str) -> None:
@@ -161,18 +186,32 @@ class ReleaseLedger:
         if not self.check(population, size, k, what):
             self.record(population, size, label)
 
-    def release_cells(self, grouped: str, by: Sequence[str], cells: list[Cell], k: int) -> None:
+    def release_cells(self, grouped: str, by: Sequence[str], cells: list[Cell], k: int, rows: str) -> None:
         """Release the cells of one table at once (all or nothing), each checked against every
         earlier release: one insert per grouping set and one join, however many cells.
 
-        ``grouped`` lists ``pseudonym`` and the ``by`` columns of the table's population; a
-        cell gives per dimension its category, or None where it is aggregated away. Cells of
+        A table whose total (the population of its filter) would differ from an earlier
+        release by 1 to k-1 people is refused (:class:`PrivacyError`), as a segment would be;
+        if other cells would, :class:`NarrowCells` names them so that the caller can hide them.
+
+        ``grouped`` lists ``pseudonym`` and the ``by`` columns of the table's population, and
+        ``rows`` is that population with every column (for its overlaps with the cells of
+        unfiltered tables, counted from the data); a cell gives per dimension its category,
+        or None where it is aggregated away. Cells of
         the same table are not compared with each other: its protection already keeps every
         difference between its published cells at 0 or at least k.
         """
         if not cells:
             return
         first = len(self.sizes)
+        sizes = np.array([cell.size for cell in cells], dtype=np.int64)
+        labels = [cell.label for cell in cells]
+        boxes = [tuple(cell.categories) for cell in cells]
+        for cube in self.cubes:  # first against cells kept by their categories: no members needed
+            overlap = _cube_overlaps(self.con, tuple(by), boxes, cube, rows)
+            earlier_sizes = np.array([self.sizes[r] for r in cube.releases], dtype=np.int64)
+            earlier_labels = [self.labels[r] for r in cube.releases]
+            _refuse_or_name_narrow(cells, sizes, labels, earlier_sizes, earlier_labels, overlap, k)
         with self.all_or_nothing():
             for release, cell in enumerate(cells, first):
                 self.sizes[release], self.labels[release] = cell.size, cell.label
@@ -196,7 +235,8 @@ class ReleaseLedger:
                     self.con.unregister("_cells")
             if first == 0:
                 return
-            earlier = np.array([r for r in range(first) if r not in self.repeats], dtype=np.int64)
+            in_cubes = {r for cube in self.cubes for r in cube.releases}
+            earlier = np.array([r for r in range(first) if r not in self.repeats | in_cubes], dtype=np.int64)
             new = np.arange(first, len(self.sizes))
             overlap = np.zeros((new.size, earlier.size), dtype=np.int64)
             column = np.full(first, -1, dtype=np.int64)
@@ -211,16 +251,198 @@ class ReleaseLedger:
             col = column[np.asarray(pairs["old"], dtype=np.int64)]
             counted = col >= 0  # repeats kept no members
             overlap[row[counted], col[counted]] = pairs["n"][counted]
-            sizes = np.array([self.sizes[r] for r in range(len(self.sizes))], dtype=np.int64)
-            difference = sizes[new][:, None] + sizes[earlier][None, :] - 2 * overlap
-            narrow = np.argwhere((difference > 0) & (difference < k))
-            if narrow.size:
-                i, j = (int(x) for x in narrow[0])
-                raise _differencing(f"the {self.labels[int(new[i])]}", self.labels[int(earlier[j])], k)
+            all_sizes = np.array([self.sizes[r] for r in range(len(self.sizes))], dtype=np.int64)
+            difference = all_sizes[new][:, None] + all_sizes[earlier][None, :] - 2 * overlap
+            earlier_labels = [self.labels[int(r)] for r in earlier]
+            _refuse_or_name_narrow(cells, sizes, labels, all_sizes[earlier], earlier_labels, overlap, k)
             again = new[(difference == 0).any(axis=1)].tolist()
             if again:  # the same populations again (a table asked twice): keep their members once
                 self.con.execute(f"DELETE FROM _released WHERE release IN ({', '.join(map(str, again))})")
                 self.repeats.update(again)
+
+    def _member_box_counts(self, by: tuple[str, ...], first: int) -> dict[tuple[Any, ...], int]:
+        """Per release from ``first`` on: its members counted in every box over ``by``
+        (keys: release, then per dimension its category or None where aggregated)."""
+        columns = ", ".join(f"i.{d}::VARCHAR AS {d}" for d in by)
+        rows = self.con.execute(
+            f"""SELECT r.release, {columns}, count(*) FROM {ANALYTICS_TABLE} i
+            JOIN _released r ON hash(i.pseudonym) = r.member WHERE r.release >= ?
+            GROUP BY r.release, CUBE ({", ".join(f"i.{d}" for d in by)})""",
+            [first],
+        ).fetchall()
+        return {tuple(row[:-1]): int(row[-1]) for row in rows}
+
+    def narrow_cells(self, by: Sequence[str], cells: list[Cell], counted: str, k: int) -> set[int]:
+        """The cells of an unfiltered table (by index) that would differ from an earlier
+        release by 1 to k-1 people, or that an earlier unfiltered table suppressed; none of
+        them is recorded.
+
+        A cell released before (the same categories, from any unfiltered table) is not
+        checked again. The others are checked against populations kept by their members
+        through one grouped count of those members, and against the cells of earlier
+        unfiltered tables through one count of the data over the dimensions of both
+        (``counted``: the WHERE clause of the rows tables count).
+        """
+        by = tuple(by)
+        fresh = self._fresh(by, cells)
+        withheld = {i for i in fresh if population_key(by, cells[i].categories) in self.withheld}
+        fresh = [i for i in fresh if i not in withheld]
+        if not fresh or not self.sizes:
+            return withheld
+        boxes = [tuple(cells[i].categories) for i in fresh]
+        sizes = np.array([cells[i].size for i in fresh], dtype=np.int64)
+        narrow = np.zeros(len(fresh), dtype=bool)
+        in_cubes = {r for c in self.cubes for r in c.releases}
+        kept = [r for r in self.sizes if r not in self.repeats and r not in in_cubes]
+        if kept:
+            counts = self._member_box_counts(by, 0)
+            overlap = np.array([[counts.get((r, *box), 0) for r in kept] for box in boxes], dtype=np.int64)
+            narrow |= _narrow(sizes, np.array([self.sizes[r] for r in kept], dtype=np.int64), overlap, k)
+        for earlier in self.cubes:
+            overlap = _cube_overlaps(self.con, by, boxes, earlier, f"(SELECT * FROM {ANALYTICS_TABLE} {counted})")
+            narrow |= _narrow(sizes, np.array([self.sizes[r] for r in earlier.releases], dtype=np.int64), overlap, k)
+        return withheld | {fresh[i] for i in np.flatnonzero(narrow).tolist()}
+
+    def record_cube(
+        self, by: Sequence[str], cells: list[Cell], withheld: Iterable[tuple[tuple[str, str], ...]] = ()
+    ) -> None:
+        """Remember the published cells of an unfiltered table (after :meth:`narrow_cells`)
+        and the populations it ``withheld`` (its suppressed cells that are not empty)."""
+        by = tuple(by)
+        released = {population_key(c.by, box) for c in self.cubes for box in c.boxes}
+        self.withheld |= set(withheld) - released - {population_key(by, cell.categories) for cell in cells}
+        fresh = self._fresh(by, cells)
+        if not fresh:
+            return
+        first = len(self.sizes)
+        releases = list(range(first, first + len(fresh)))
+        for release, i in zip(releases, fresh, strict=True):
+            self.sizes[release], self.labels[release] = cells[i].size, cells[i].label
+        self.cubes.append(_Cube(by, releases, [tuple(cells[i].categories) for i in fresh]))
+
+    def _fresh(self, by: tuple[str, ...], cells: list[Cell]) -> list[int]:
+        """Indices of the cells whose population no unfiltered table released before."""
+        released = {population_key(c.by, box) for c in self.cubes for box in c.boxes}
+        return [i for i, cell in enumerate(cells) if population_key(by, cell.categories) not in released]
+
+
+def _narrow(sizes: np.ndarray, earlier: np.ndarray, overlap: np.ndarray, k: int) -> np.ndarray:
+    """Per new population: whether it differs from one of the ``earlier`` by 1 to k-1 people."""
+    difference = sizes[:, None] + earlier[None, :] - 2 * overlap
+    return np.asarray(((difference > 0) & (difference < k)).any(axis=1), dtype=bool)
+
+
+@dataclass
+class _Cube:
+    """Cells of an unfiltered table kept by their categories: per cell its release and box
+    (per dimension of ``by`` its category, or None where aggregated away)."""
+
+    by: tuple[str, ...]
+    releases: list[int]
+    boxes: list[tuple[str | None, ...]]
+
+
+def _box_counts(con: duckdb.DuckDBPyConnection, by: tuple[str, ...], source: str) -> dict[tuple[Any, ...], int]:
+    """Rows of ``source`` in every box over ``by`` (per dimension a category, or None)."""
+    rows = con.execute(
+        f"SELECT {', '.join(f'{d}::VARCHAR' for d in by)}, count(*) FROM {source} GROUP BY CUBE ({', '.join(by)})"
+    ).fetchall()
+    return {tuple(row[:-1]): int(row[-1]) for row in rows}
+
+
+def _cube_overlaps(
+    con: duckdb.DuckDBPyConnection, by: tuple[str, ...], boxes: list[tuple[str | None, ...]], old: _Cube, rows: str
+) -> np.ndarray:
+    """People in both cells, for every cell ``boxes`` over ``by`` of the population ``rows``
+    (a relation of analytics rows; rows of the result) and of ``old`` (columns).
+
+    Two cells intersect in the cell over the dimensions of both that takes each one's
+    categories (none where they name different categories of a dimension): its count comes
+    from one CUBE of ``rows`` over those dimensions.
+    """
+    dims = tuple(d for d in DIMENSIONS if d in by or d in old.by)
+    counts = _box_counts(con, dims, rows)
+    # categories as codes per dimension (the last code of each: aggregated away)
+    seen: list[dict[str | None, int]] = [{} for _ in dims]
+    for key in counts:
+        for d, value in enumerate(key):
+            if value is not None:
+                seen[d].setdefault(value, len(seen[d]))
+    for table_by, table_boxes in ((by, boxes), (old.by, old.boxes)):
+        for box in table_boxes:
+            for dim, value in zip(table_by, box, strict=True):
+                if value is not None:
+                    seen[dims.index(dim)].setdefault(value, len(seen[dims.index(dim)]))
+    shape = tuple(len(codes) + 1 for codes in seen)
+    for d, codes in enumerate(seen):
+        codes[None] = shape[d] - 1
+    # the counted cells by flat index, sorted (a dense array over many dimensions could be huge)
+    if counts:
+        where = np.array([[seen[d][value] for d, value in enumerate(key)] for key in counts], dtype=np.int64)
+        flat_keys = np.ravel_multi_index(tuple(where.T), shape)
+    else:
+        flat_keys = np.zeros(0, dtype=np.int64)
+    order = np.argsort(flat_keys)
+    flat_keys = flat_keys[order]
+    values = np.fromiter(counts.values(), dtype=np.int64, count=len(counts))[order]
+
+    def count_of(cell: np.ndarray) -> np.ndarray:
+        flat = np.ravel_multi_index(tuple(np.moveaxis(cell, -1, 0)), shape)
+        if flat_keys.size == 0:
+            return np.zeros(flat.shape, dtype=np.int64)
+        at = np.minimum(np.searchsorted(flat_keys, flat), flat_keys.size - 1)
+        return np.asarray(np.where(flat_keys[at] == flat, values[at], 0), dtype=np.int64)
+
+    def coded(table_by: tuple[str, ...], table_boxes: list[tuple[str | None, ...]]) -> np.ndarray:
+        named = [dict(zip(table_by, box, strict=True)) for box in table_boxes]
+        return np.array([[seen[d][n.get(dim)] for d, dim in enumerate(dims)] for n in named], dtype=np.int64)
+
+    a = coded(by, boxes).reshape(len(boxes), len(dims))
+    b = coded(old.by, old.boxes).reshape(len(old.boxes), len(dims))
+    margin = np.array(shape, dtype=np.int64) - 1
+    overlap = np.zeros((len(boxes), len(old.boxes)), dtype=np.int64)
+    step = max(1, 2_000_000 // max(1, len(old.boxes) * len(dims)))
+    for start in range(0, len(boxes), step):  # the pairs a slice of rows at a time
+        left = a[start : start + step, None, :]
+        right = b[None, :, :]
+        clash = ((left != margin) & (right != margin) & (left != right)).any(axis=2)
+        cell = np.where(left == margin, right, left)
+        overlap[start : start + step] = np.where(clash, 0, count_of(cell))
+    return overlap
+
+
+def _refuse_or_name_narrow(
+    cells: list[Cell],
+    sizes: np.ndarray,
+    labels: list[str],
+    earlier_sizes: np.ndarray,
+    earlier_labels: list[str],
+    overlap: np.ndarray,
+    k: int,
+) -> None:
+    """Refuse a table whose total differs from an earlier release by 1 to k-1 people, or
+    name its other cells that do (:class:`NarrowCells`)."""
+    difference = sizes[:, None] + earlier_sizes[None, :] - 2 * overlap
+    narrow = np.argwhere((difference > 0) & (difference < k))
+    if not narrow.size:
+        return
+    total = [row for row in narrow.tolist() if all(v is None for v in cells[row[0]].categories)]
+    i, j = total[0] if total else narrow[0].tolist()
+    error = _differencing(f"the {labels[i]}", earlier_labels[j], k)
+    if total:  # the table's whole population: refused, as a segment would be
+        raise error
+    raise NarrowCells({int(i) for i in narrow[:, 0].tolist()}, error)
+
+
+class NarrowCells(Exception):
+    """Cells of a table (by index) that would differ from an earlier release by 1 to k-1
+    people; nothing of the table was released. ``refusal`` says why, for the caller that
+    cannot hide them."""
+
+    def __init__(self, cells: set[int], refusal: PrivacyError):
+        super().__init__(str(refusal))
+        self.cells = cells
+        self.refusal = refusal
 
 
 def _differencing(what: str, earlier: str, k: int) -> PrivacyError:
@@ -278,4 +500,13 @@ def segment_label(segment: Segment) -> str:
     return f"segment {segment.name!r} ({json.dumps(segment.where, sort_keys=True)})"
 
 
-__all__ = ["MINIMUM_MEMBER_AGE", "Cell", "ReleaseLedger", "Segment", "SegmentResult", "population_sql"]
+__all__ = [
+    "MINIMUM_MEMBER_AGE",
+    "Cell",
+    "NarrowCells",
+    "ReleaseLedger",
+    "Segment",
+    "SegmentResult",
+    "population_key",
+    "population_sql",
+]

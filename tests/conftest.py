@@ -24,9 +24,15 @@ def policy() -> ia.PrivacyPolicy:
     return ia.PrivacyPolicy(pseudonym_key=TEST_KEY)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def fixture_dataset() -> ia.Dataset:
-    """The committed fixtures loaded once (identities + demographics)."""
+    """The committed fixtures (identities + demographics), loaded for each test: a Dataset
+    remembers what it released (the differencing guard), so tests must not share one."""
+    return load_fixtures()
+
+
+def load_fixtures() -> ia.Dataset:
+    """A Dataset of the committed fixtures (identities + demographics)."""
     return ia.Dataset.from_files(
         FIXTURES / "identities.ndjson",
         FIXTURES / "demographics.ndjson",

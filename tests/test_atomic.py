@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import identity_analytics.atomic as atomic
-from identity_analytics.atomic import atomic_directory, previous_copy
+from identity_analytics.atomic import atomic_directory, atomic_file, previous_copy
 
 MARKER = "done.txt"
 
@@ -210,3 +210,15 @@ def test_file_systems_without_flock_still_write(tmp_path: Path, monkeypatch: pyt
     write(tmp_path / "out", "first")
     write(tmp_path / "out", "second")
     assert contents(tmp_path / "out")["data.txt"] == "second" and [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_an_atomic_file_replaces_the_target_whole_or_not_at_all(tmp_path: Path) -> None:
+    target = tmp_path / "out" / "members.csv"
+    with atomic_file(target) as work:
+        work.write_text("first\n")
+        assert not target.exists()  # nothing at the target until the block completes
+    assert target.read_text() == "first\n"
+    with pytest.raises(RuntimeError), atomic_file(target) as work:
+        work.write_text("half")
+        raise RuntimeError("killed")
+    assert target.read_text() == "first\n" and sorted(p.name for p in target.parent.iterdir()) == ["members.csv"]

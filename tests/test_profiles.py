@@ -35,6 +35,11 @@ def test_public_profile_shows_only_public_fields_with_the_other_keys_null(seed_d
     public = seed_dataset.profiles.public("text")
     assert isinstance(public, ia.PublicProfile)
     assert json.loads(public.model_dump_json()) == golden
+    # the same views by the names of the specification
+    assert seed_dataset.public_profile("text") == public
+    assert seed_dataset.profile("text") == seed_dataset.profiles.get("text")
+    with pytest.raises(ia.NotFound):
+        seed_dataset.profile("nobody")
 
 
 def test_visibility_policy_decides_what_is_public(tmp_path: Path) -> None:

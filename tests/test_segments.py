@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import identity_analytics as ia
+from identity_analytics.protection import attacker_intervals
 from identity_analytics.vocabulary import DIMENSIONS
 from tests.conftest import REFERENCE_DATE, write_lines
 
@@ -242,10 +244,11 @@ def test_breakdown_without_margins_passes_the_guard_too() -> None:
     ds = _dataset(rows)
     assert ds.segment(ia.Segment(name="all", where={"age": ["_25_to_34"]})).size == 100
     most = ia.SegmentResult(ia.Segment(name="low", where={"age": ["_25_to_34"], "income": ["low"]}), ds, None, True)
+    # the one man-cell (97 of the 100) would give away the 3 with high income: it is hidden
+    table = most.breakdown(["gender"], margins=False).to_pandas().set_index("gender")
+    assert table.loc["male", "suppressed"] and table["count"].dropna().eq(0).all()
     with pytest.raises(ia.PrivacyError, match="the breakdown of segment 'low'"):
-        most.breakdown(["gender"], margins=False)
-    with pytest.raises(ia.PrivacyError, match="the breakdown of segment 'low'"):
-        most.breakdown(["gender"], k=50)
+        most.breakdown(["gender"], k=50)  # its total is the population of the filter: refused
 
 
 def test_a_refused_overlap_table_releases_nothing() -> None:
@@ -302,10 +305,12 @@ def test_breakdown_cells_pass_the_differencing_guard() -> None:
         ds.segment(single_men)  # 30 - 25 would give away the 5 others
     ds = _dataset(rows)
     assert ds.segment(single_men).size == 25
-    with pytest.raises(ia.PrivacyError, match="the cell gender=male of the breakdown of segment 'young'"):
-        ds.segment(young).breakdown(["gender"])
-    (released,) = ds.connection.execute("SELECT count(DISTINCT release) FROM _released").fetchall()[0]
-    assert released == 2  # single men, then the size of "young": the refused table released no cell
+    breakdown = ds.segment(young).breakdown(["gender"])  # the men-cell would give away the 5: hidden
+    cells = breakdown.to_pandas().set_index("gender")
+    assert cells.loc["male", "suppressed"] and cells.loc["male", "reason"] == "secondary"
+    assert all(w >= 10 for w in breakdown.audit().column("width").to_pylist())
+    with pytest.raises(ia.PrivacyError, match="earlier released size of segment 'single men'"):
+        ds.cohorts("gender", where={"age": ["_25_to_34"], "gender": ["male"]})  # its total: refused
     rounded = _dataset(rows).segment(young).breakdown(["gender"], protect="suppress+round", base=5)
     assert rounded.to_pandas()["count"].dropna().mod(5).eq(0).all()
 
@@ -317,9 +322,9 @@ def test_filtered_cohort_tables_pass_the_differencing_guard() -> None:
     ds = _dataset(rows)
     young = ds.cohorts("gender", where={"age": ["_25_to_34"]})
     assert young.total == 57
-    with pytest.raises(ia.PrivacyError, match="earlier released .* of the cohort table filtered by"):
+    with pytest.raises(ia.PrivacyError, match="would differ from the earlier released cohort table filtered by"):
         ds.cohorts("gender", where={"age": ["_25_to_34"], "income": ["low"]})  # 57 - 55: the 2 with high income
-    assert ds.cohorts("gender").total == 57  # unfiltered tables are not populations of a filter
+    assert ds.cohorts("gender").total == 57  # everyone counted: the same 57 as the filtered total
     assert ds.cohorts("gender", where={"age": ["_25_to_34"]}).total == 57  # the same population again
 
 
@@ -335,3 +340,125 @@ def test_a_filtered_table_asked_again_is_remembered_once() -> None:
     for _ in range(3):
         assert ds.cohorts("gender", where={"age": ["_25_to_34"]}).to_pandas().equals(first)
     assert kept() == rows
+
+
+MEN_AND_WOMEN = (
+    [{"gender": "male", "age": "_25_to_34"}] * 47
+    + [{"gender": "male", "age": "_65_plus"}] * 3
+    + [{"gender": "female", "age": "_35_to_44"}] * 40
+)
+NOT_65 = ["_0_to_14", "_15_to_24", "_25_to_34", "_35_to_44", "_45_to_54", "_55_to_64", "undetermined", "other"]
+
+
+def test_cells_of_unfiltered_tables_pass_the_differencing_guard() -> None:
+    """men = 50 from a table, men under 65 = 47 from a segment: the 3 men of 65+ would be known."""
+    men_under_65 = ia.Segment(name="men-under-65", where={"gender": ["male"], "age": NOT_65})
+    ds = _dataset(MEN_AND_WOMEN)
+    assert ds.cohorts("gender").to_pandas().set_index("gender").loc["male", "count"] == 50
+    with pytest.raises(ia.PrivacyError, match="earlier released cell gender=male of the cohort table by gender"):
+        ds.segment(men_under_65)
+    with pytest.raises(ia.PrivacyError, match="cohort table by gender"):
+        ds.cohorts("age", where={"age": NOT_65})  # 90 - 87: the three of 65+
+    # the other way round, the table hides what the segment would give away
+    ds = _dataset(MEN_AND_WOMEN)
+    assert ds.segment(men_under_65).size == 47
+    table = ds.cohorts("gender")
+    cells = table.to_pandas().set_index("gender")
+    assert cells.loc["male", "suppressed"] and cells.loc["male", "reason"] == "secondary"
+    assert all(w >= 10 for w in table.audit().column("width").to_pylist())
+
+
+def test_an_unfiltered_table_hides_what_an_earlier_one_would_give_away() -> None:
+    ds = _dataset(MEN_AND_WOMEN)
+    assert ds.cohorts("gender").to_pandas().set_index("gender").loc["male", "count"] == 50
+    # by age alone, 35-44 (all 40 women) would be the cell to hide next to 65+; but 25-34
+    # published (the 47 men of that age) would leave 50 - 47 = 3 men of another age
+    ages = ds.cohorts("age").to_pandas().set_index("age")
+    assert ages.loc["_25_to_34", "suppressed"] and ages.loc["_65_plus", "suppressed"]
+    assert ages.loc["_35_to_44", "count"] == 40
+    fresh = _dataset(MEN_AND_WOMEN).cohorts("age").to_pandas().set_index("age")
+    assert fresh.loc["_25_to_34", "count"] == 47 and fresh.loc["_35_to_44", "suppressed"]
+
+
+def test_an_unfiltered_table_asked_again_keeps_no_members() -> None:
+    ds = _dataset(MEN_AND_WOMEN)
+    first = ds.cohorts(["gender", "age"]).to_pandas()
+    for _ in range(3):
+        assert ds.cohorts(["gender", "age"]).to_pandas().equals(first)
+        assert ds.cohorts("gender").total == 90  # its cells are margins of the table above
+    assert ds.connection.execute("SELECT count(*) FROM _released").fetchall()[0][0] == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "expected"),
+    [
+        ("a.yaml", "name: x\nwhere:\n  shoe: [a]\n", r"a\.yaml: where: unknown dimension\(s\) \['shoe'\]"),
+        ("b.yaml", "name: x\nwher: {}\n", r"b\.yaml: wher: Extra inputs are not permitted"),
+        ("c.json", '{"name": "x", ', r"c\.json: Invalid JSON"),
+    ],
+)
+def test_segment_file_errors_name_the_file(tmp_path: Path, name: str, text: str, expected: str) -> None:
+    (tmp_path / name).write_text(text)
+    with pytest.raises(ValueError, match=expected):
+        ia.Segment.load(tmp_path / name)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000))
+def test_a_table_of_fewer_dimensions_keeps_what_an_earlier_one_suppressed(seed: int) -> None:
+    """Read together, a 3-D table and then its 2-D margin table still protect every cell."""
+    rnd = random.Random(seed)
+    rows = [
+        {"age": a, "gender": g, "income": i}
+        for a in ("_25_to_34", "_35_to_44", "_45_to_54")
+        for g in ("male", "female", "non_binary")
+        for i in ("low", "middle", "high")
+        for _ in range(rnd.choice([0, 2, 3, 5, 12, 15, 20, 30]))
+    ]
+    ds = _dataset(rows)
+    big, small = ds.cohorts(["age", "gender", "income"]), ds.cohorts(["age", "gender"])
+    at = {tuple(codes): n for n, codes in enumerate(big.grid.codes.tolist())}
+    published = ~big.suppressed
+    for n, codes in enumerate(small.grid.codes.tolist()):
+        if not small.suppressed[n]:
+            published[at[(codes[0], codes[1], -1)]] = True
+    lo, hi = attacker_intervals(big.grid, ~published)
+    hidden = ~published
+    assert hidden.any() and (hi[hidden] - lo[hidden] >= 10).all()
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    rows=st.lists(
+        st.fixed_dictionaries(
+            {
+                "age": st.sampled_from(["_25_to_34", "_35_to_44"]),
+                "gender": st.sampled_from(["male", "female", "other"]),
+                "income": st.sampled_from(["low", "high"]),
+            }
+        ),
+        max_size=40,
+    ),
+    first=st.sampled_from([("age",), ("gender", "income"), ("age", "gender", "income")]),
+    second=st.sampled_from([("income",), ("age", "gender"), ("gender", "age")]),
+)
+def test_overlaps_of_cells_of_two_tables_are_counted_exactly(
+    rows: list[dict[str, str]], first: tuple[str, ...], second: tuple[str, ...]
+) -> None:
+    from itertools import product
+
+    from identity_analytics.segments import _Cube, _cube_overlaps
+
+    ds = _dataset(rows)
+    values = {"age": ["_25_to_34", "_35_to_44"], "gender": ["male", "female", "other"], "income": ["low", "high"]}
+
+    def cells(by: tuple[str, ...]) -> list[tuple[str | None, ...]]:
+        return list(product(*([None, *values[d]] for d in by)))
+
+    def members(by: tuple[str, ...], box: tuple[str | None, ...]) -> set[int]:
+        return {i for i, r in enumerate(rows) if all(v is None or r[d] == v for d, v in zip(by, box, strict=True))}
+
+    old = _Cube(first, list(range(len(cells(first)))), cells(first))
+    overlap = _cube_overlaps(ds.connection, second, cells(second), old, "identities")
+    expected = [[len(members(second, a) & members(first, b)) for b in cells(first)] for a in cells(second)]
+    assert overlap.tolist() == expected

@@ -166,7 +166,7 @@ def _lines(text: str) -> Iterator[str]:
 def _parses(text: str) -> bool:
     try:
         json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # nested too deeply for Python's parser: not a record here
         return False
     return True
 
@@ -176,7 +176,7 @@ def _first_object_line(text: str) -> dict[str, object] | None:
     for line in _lines(text):
         try:
             value = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
         if isinstance(value, dict):
             return value
@@ -194,7 +194,7 @@ def _first_array_object(body: str) -> object:
             return None
         try:
             value, position = decoder.raw_decode(body, position)
-        except ValueError:
+        except (ValueError, RecursionError):
             return None
         if isinstance(value, dict):
             return value
@@ -204,7 +204,7 @@ def _first_document(body: str) -> object:
     """The first JSON document of the text, or None if it is malformed (or longer than the text)."""
     try:
         value, _ = json.JSONDecoder().raw_decode(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return value
 

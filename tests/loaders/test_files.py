@@ -447,3 +447,16 @@ def test_load_report_totals_cover_every_record_read(tmp_path: Path, policy: ia.P
     assert (report.read, report.loaded, report.quarantined, report.duplicates) == (5, 2, 2, 1)
     assert report["read"] == report.read == report.loaded + report.quarantined + report.duplicates
     assert report.identities.loaded == 1 and report.balanced
+
+
+@pytest.mark.parametrize("layout", ["ndjson", "array"])
+def test_a_first_record_nested_thousands_deep_does_not_crash_the_load(
+    tmp_path: Path, policy: ia.PrivacyPolicy, layout: str
+) -> None:
+    deep = {**_identity("deep"), "traits": {}}
+    text = json.dumps(deep).replace('"traits": {}', '"traits": ' + "[" * 5000 + "]" * 5000)
+    other = json.dumps(_identity("b"))
+    path = tmp_path / ("deep.ndjson" if layout == "ndjson" else "deep.json")
+    path.write_text(f"{text}\n{other}\n" if layout == "ndjson" else f"[{text}, {other}]")
+    ds = ia.Dataset.from_files(path, policy=policy)
+    assert ds.load_report.identities.read == 2 and ds.load_report.identities.balanced
