@@ -198,11 +198,14 @@ class Dataset:
         progress: bool | None = None,
         memory_limit: str | None = None,
         temp_directory: str | Path | None = None,
+        ids: Sequence[str] | None = None,
     ) -> Dataset:
         """Pull every identity from the Kratos admin API (``GET /admin/identities``, Link pagination).
 
         ``api_key`` is sent as a bearer token (Ory Network); self-hosted admin ports need
-        none. With ``checkpoint`` (a file path) a killed pull resumes where it stopped.
+        none. With ``checkpoint`` (a file path) a killed pull resumes where it stopped. With
+        ``ids``, only those identities are asked for (``ids=`` filter, up to 500 per request;
+        unknown ids are not returned by the API, so they are not counted).
         Plain ``http://`` is refused except to loopback unless ``allow_insecure``.
         """
         from identity_analytics.loaders.kratos import KratosClient, load_kratos
@@ -222,6 +225,7 @@ class Dataset:
                     organization_id=organization_id,
                     checkpoint=checkpoint,
                     progress=progress,
+                    ids=ids,
                 ),
                 policy,
                 vocabulary,

@@ -7,6 +7,7 @@ import hmac
 import logging
 import os
 import secrets
+import sys
 import warnings
 from typing import Any
 
@@ -33,6 +34,20 @@ def _process_key() -> bytes:
     if _PROCESS_KEY is None:
         _PROCESS_KEY = secrets.token_bytes(32)
     return _PROCESS_KEY
+
+
+def _outside_stacklevel() -> int:
+    """``stacklevel`` for a warning raised in the caller: the first frame outside this package
+    and pydantic, whether the policy is built directly or inside ``Dataset.from_*``."""
+    frame = sys._getframe(1)
+    level = 1
+    while frame.f_back is not None:
+        module = str(frame.f_globals.get("__name__", ""))
+        if module.split(".")[0] not in ("identity_analytics", "pydantic", "pydantic_core"):
+            break
+        frame = frame.f_back
+        level += 1
+    return level
 
 
 class PrivacyPolicy(BaseModel):
@@ -68,7 +83,7 @@ class PrivacyPolicy(BaseModel):
                 f"no pseudonym key given and {PSEUDONYM_KEY_ENV} is not set: using a random key "
                 "for this process, so pseudonyms will not join across runs",
                 PseudonymKeyWarning,
-                stacklevel=4,
+                stacklevel=_outside_stacklevel(),
             )
             return _process_key()
         if isinstance(value, str):

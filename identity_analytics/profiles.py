@@ -80,13 +80,11 @@ class ProfileStore:
         return self._public(_loads(traits), _loads(metadata))
 
     def _public(self, traits: dict[str, Any], metadata: dict[str, Any]) -> PublicProfile:
+        """Every key of the profile, its value kept only when the policy makes it public: a
+        client parses the public profile as it parses the profile (keys of other schemas too)."""
         public = self._policy.public_fields
-        shown_traits = {
-            k: (v if k in public else None) for k, v in traits.items() if k in public or k in PROFILE_TRAIT_KEYS
-        }
-        shown_metadata = {
-            k: (v if k in public else None) for k, v in metadata.items() if k in public or k in PROFILE_METADATA_KEYS
-        }
+        shown_traits = {k: (v if k in public else None) for k, v in traits.items()}
+        shown_metadata = {k: (v if k in public else None) for k, v in metadata.items()}
         return PublicProfile.model_validate({"traits": shown_traits, "metadata_public": shown_metadata})
 
     def table(self, ids: Sequence[str], public: bool = False) -> pa.Table:

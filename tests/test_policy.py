@@ -38,9 +38,10 @@ def test_without_key_a_random_process_key_is_used_with_a_warning(monkeypatch: py
     monkeypatch.delenv(PSEUDONYM_KEY_ENV, raising=False)
     with pytest.warns(ia.PseudonymKeyWarning, match="will not join across runs"):
         first = ia.PrivacyPolicy()
-    with pytest.warns(ia.PseudonymKeyWarning):
+    with pytest.warns(ia.PseudonymKeyWarning) as caught:
         second = ia.PrivacyPolicy()
     assert first.uses_process_key and first.pseudonym("x") == second.pseudonym("x")
+    assert caught[0].filename == __file__  # the warning points at the line that built the policy
 
 
 def test_key_never_appears_in_repr_str_or_dumps() -> None:

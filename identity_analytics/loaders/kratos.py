@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ import duckdb
 import httpx
 import numpy as np
 import pyarrow as pa
+from pydantic import ValidationError
 
 from identity_analytics.contracts import Identity
 from identity_analytics.errors import NotFound, SourceError
@@ -109,28 +110,45 @@ class KratosClient(ApiClient):
         if response.status_code == 404:
             raise NotFound(f"no identity {identity_id!r} at {safe_url(self.http.base_url)}")
         _raise_for_status(response)
-        return Identity.model_validate_json(json_body(response))
+        return _identity(json.loads(json_body(response)), self.http.url(LIST_PATH))
 
     def list_by_ids(self, ids: Iterable[str]) -> Iterator[Identity]:
         """The identities with these ids (unknown ids are skipped), in chunks of <= 500 ids per
         request and at most MAX_IDS_QUERY_BYTES of query (common servers refuse longer request lines)."""
+        for page in self.id_pages(ids):
+            for item in page.items:
+                yield _identity(item, self.http.url(LIST_PATH))
+
+    def id_pages(self, ids: Iterable[str]) -> Iterator[Page]:
+        """The raw responses of :meth:`list_by_ids`, one page per chunk of ids."""
         chunk: list[str] = []
         size = 0
         for identity_id in ids:
             length = len("&ids=") + len(quote(identity_id, safe=""))
             if chunk and (len(chunk) == MAX_IDS_PER_REQUEST or size + length > MAX_IDS_QUERY_BYTES):
-                yield from self._by_ids(chunk)
+                yield self._by_ids(chunk)
                 chunk, size = [], 0
             chunk.append(identity_id)
             size += length
         if chunk:
-            yield from self._by_ids(chunk)
+            yield self._by_ids(chunk)
 
-    def _by_ids(self, ids: list[str]) -> Iterator[Identity]:
+    def _by_ids(self, ids: list[str]) -> Page:
         response = self.http.get(LIST_PATH, params=httpx.QueryParams([("ids", i) for i in ids]), validate=json_array)
         _raise_for_status(response)
-        for item in json.loads(json_body(response)):
-            yield Identity.model_validate(item)
+        return Page(json.loads(json_body(response)), None)
+
+
+def _identity(item: object, url: str) -> Identity:
+    """An identity object of a response; :class:`SourceError` (without its values) if it is not one."""
+    try:
+        return Identity.model_validate(item)
+    except ValidationError as error:
+        fields = sorted({".".join(str(p) for p in e["loc"]) or "(the item)" for e in error.errors()})
+        raise SourceError(
+            f"{safe_url(url)} answered with an item that is not an identity object (fields: {', '.join(fields)}); "
+            "load with Dataset.from_kratos to quarantine such items"
+        ) from None
 
 
 def _raise_for_status(response: httpx.Response) -> None:
@@ -156,8 +174,11 @@ def load_kratos(
     organization_id: str | None = None,
     checkpoint: str | Path | None = None,
     progress: bool | None = None,
+    ids: Sequence[str] | None = None,
 ) -> tuple[LoadReport, pa.Table]:
-    """Pull every identity into the staging tables, page by page, then project."""
+    """Pull every identity (or those of ``ids``) into the staging tables, page by page, then project."""
+    if ids is not None and (checkpoint is not None or organization_id is not None):
+        raise ValueError("ids takes neither checkpoint nor organization_id: it asks for these identities only")
     start_url = client.first_page_url(page_size, organization_id)
     label = safe_url(client.http.url(LIST_PATH))
     staged = StagedSource(0, StreamSource(label, "identity"))
@@ -177,7 +198,10 @@ def load_kratos(
     done = saved is not None and saved.resumed and position is None
     with progress_bar(f"identities from {label}", progress) as advance:
         advance(staged.read)
-        pages = iter(()) if done else client.pages(page_size, organization_id, start=position)
+        if ids is not None:
+            pages = client.id_pages(ids)
+        else:
+            pages = iter(()) if done else client.pages(page_size, organization_id, start=position)
         for page in pages:
             first = staged.read
             texts = pa.array([json.dumps(item) for item in page.items], pa.string())

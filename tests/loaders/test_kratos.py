@@ -117,6 +117,30 @@ def test_client_gets_one_identity_and_lists_by_ids_in_chunks() -> None:
         assert sum(len(r.query["ids"]) for r in by_ids) == 1201 and max(len(r.query["ids"]) for r in by_ids) <= 500
 
 
+def test_dataset_from_kratos_by_ids_loads_only_those(policy: ia.PrivacyPolicy) -> None:
+    with KratosServer(IDENTITIES) as server:
+        wanted = [*GOOD_IDS[:700], "ghost"]
+        ds = ia.Dataset.from_kratos(server.url, policy=policy, ids=wanted)
+        assert sorted(ds.identities.column("pseudonym").to_pylist()) == sorted(
+            policy.pseudonym(i) for i in GOOD_IDS[:700]
+        )
+        assert ds.load_report.identities.balanced
+        assert all("ids" in r.query and len(r.query["ids"]) <= 500 for r in server.requests)
+        with pytest.raises(ValueError, match="ids takes neither checkpoint"):
+            ia.Dataset.from_kratos(server.url, policy=policy, ids=wanted, organization_id="org-1")
+
+
+def test_client_reports_a_malformed_item_without_its_values() -> None:
+    broken = {"id": "broken", "recovery_addresses": {"planted": "planted-secret-value"}}
+    with (
+        KratosServer([broken]) as server,
+        KratosClient(server.url) as client,
+        pytest.raises(ia.SourceError, match="recovery_addresses") as raised,
+    ):
+        list(client.list_by_ids(["broken"]))
+    assert "planted-secret-value" not in str(raised.value)
+
+
 def test_no_secret_in_debug_logs_reprs_errors_or_outputs(
     policy: ia.PrivacyPolicy, caplog: pytest.LogCaptureFixture
 ) -> None:
