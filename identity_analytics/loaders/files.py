@@ -124,13 +124,18 @@ def _as_text(raw: pa.Array, first_line: int) -> tuple[pa.Array, list[tuple[int, 
 
 def _stage_ndjson_exact(staging: Staging, staged: StagedSource, log: QuarantineLog) -> None:
     for numbers, texts, invalid in _ndjson_chunks(_file(staged)):
-        for line, value in invalid:
-            log.add(_file(staged).label, line, "not valid UTF-8 text", text=value.decode("utf-8", "replace"))
-        staged.read += len(invalid)
-        staged.quarantined += len(invalid)
         read, bad = staging.exact_arrow(staged.src, numbers, texts, _file(staged).layout)
-        staged.read += read
-        report_bad(log, staged, bad)
+        staged.read += read + len(invalid)
+        staged.quarantined += len(invalid)
+        # both kinds of fault in line order: with strict=True the first one in the file raises
+        parsed = {record.line: record for record in bad}
+        undecodable = dict(invalid)
+        for line in sorted({*parsed, *undecodable}):
+            if line in undecodable:
+                text = undecodable[line].decode("utf-8", "replace")
+                log.add(_file(staged).label, line, "not valid UTF-8 text", text=text)
+            else:
+                report_bad(log, staged, [parsed[line]])
 
 
 def _stage_json(staging: Staging, staged: StagedSource, log: QuarantineLog) -> None:

@@ -105,3 +105,13 @@ def test_strict_error_message_holds_no_record_content(tmp_path: Path, policy: ia
     with pytest.raises(ia.LoadError) as raised:
         ia.Dataset.from_files(path, policy=policy, strict=True)
     assert SECRET_MARKER not in str(raised.value) and SECRET_MARKER not in repr(raised.value)
+
+
+def test_strict_names_the_first_bad_line_whatever_its_fault(tmp_path: Path, policy: ia.PrivacyPolicy) -> None:
+    good = json.dumps({"id": "a"}).encode()
+    path = tmp_path / "ids.ndjson"
+    path.write_bytes(b"\n".join([good, b'{"id": "x", "traits": {', b'{"id": "bad\xff"}', b'{"id": 12}']) + b"\n")
+    with pytest.raises(ia.LoadError, match=r"ids\.ndjson:2: malformed JSON"):
+        ia.Dataset.from_files(path, policy=policy, strict=True)
+    lines = ia.Dataset.from_files(path, policy=policy).quarantine.column("line").to_pylist()
+    assert lines == [2, 3, 4]
