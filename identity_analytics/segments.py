@@ -2,9 +2,11 @@
 
 A segment's size below k is reported as suppressed; its member list (pseudonyms only) is
 released only for at least k members, without minors unless the caller opts in. Within a
-Dataset, every released size or member list is remembered, and a request whose population
-differs from an earlier released one by fewer than k people (but not zero) is refused: the
-difference of the two answers would single those people out.
+Dataset, every released size, member list and published table cell is remembered (the
+``ReleaseLedger``), and a request whose population differs from an earlier released one by
+fewer than k people (but not zero) is refused: the difference of the two answers would single
+those people out. Tables are not refused for a cell: the Dataset suppresses such cells
+instead (see ``Dataset._release_table``).
 """
 
 from __future__ import annotations
