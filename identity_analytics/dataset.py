@@ -36,6 +36,7 @@ from identity_analytics.loaders.quarantine import QUARANTINE_SCHEMA
 from identity_analytics.overlap import OverlapTable, compute_overlap
 from identity_analytics.policy import PrivacyPolicy
 from identity_analytics.profiles import ProfileStore
+from identity_analytics.protection import attacker_intervals
 from identity_analytics.risk import RiskReport, compute_risk
 from identity_analytics.segments import (
     Cell,
@@ -539,6 +540,7 @@ class Dataset:
                     narrow = self._ledger.narrow_cells(table.by, cells, counted, k)
                     if narrow:
                         raise NarrowCells(narrow, PrivacyError(f"cells of the {label} differ from earlier releases"))
+                    self._check_known_margins(table, label, k)
                     self._ledger.record_cube(table.by, cells, self._withheld(table))
                 self._settled[asked] = self._settled[_signature(table)] = table
                 return table
@@ -550,6 +552,29 @@ class Dataset:
             f"refused: the {label} could not be protected against the tables and segments released before "
             f"in {_MAX_LINKED_ROUNDS} rounds of suppression; ask it on a fresh Dataset"
         )
+
+    def _check_known_margins(self, table: CohortTable, label: str, k: int) -> None:
+        """Refuse a table whose suppressed cells earlier tables would help recover.
+
+        A cell this table suppresses may have been published by an earlier unfiltered table
+        (a margin of this cube): the attacker knows it. The table's own protection did not
+        count on that, so its suppressed cells are audited again with those cells known.
+        """
+        if not table.margins or not table.suppressed.any():
+            return
+        known = self._ledger.published_keys()
+        keys = [population_key(table.by, self._categories(table, cell)) for cell in range(table.grid.n_cells)]
+        published_before = table.suppressed & np.array([key in known for key in keys], dtype=bool)
+        if not published_before.any():
+            return
+        hidden = table.suppressed & ~published_before
+        lo, hi = attacker_intervals(table.grid, hidden)
+        if (hi[hidden] - lo[hidden] < k).any():
+            raise PrivacyError(
+                f"refused: the {label} suppresses cells that earlier tables published; with those known, "
+                f"its other suppressed cells could be narrowed below k={k}. Ask the table of more dimensions "
+                "first, or on a fresh Dataset"
+            )
 
     @staticmethod
     def _categories(table: CohortTable, cell: int) -> tuple[str | None, ...]:

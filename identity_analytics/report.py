@@ -391,12 +391,15 @@ def write_report(
     from identity_analytics import __version__
 
     out = Path(out)
-    tables = {
+    # tables of more dimensions first: the smaller ones then keep their suppressions, where the
+    # other order could have a larger table refused for margins the smaller ones published
+    computed = {
         spec.name: dataset.cohorts(
             spec.by, k=spec.k, margins=spec.margins, where=spec.where or None, protect=spec.protect, base=spec.base
         )
-        for spec in config.cohorts
+        for spec in sorted(config.cohorts, key=lambda spec: -len(spec.by))
     }
+    tables = {spec.name: computed[spec.name] for spec in config.cohorts}
     segments, breakdowns = [], {}
     for spec in config.segments:
         result = dataset.segment(spec.segment())

@@ -311,7 +311,7 @@ class ReleaseLedger:
         """Remember the published cells of an unfiltered table (after :meth:`narrow_cells`)
         and the populations it ``withheld`` (its suppressed cells that are not empty)."""
         by = tuple(by)
-        released = {population_key(c.by, box) for c in self.cubes for box in c.boxes}
+        released = self.published_keys()
         self.withheld |= set(withheld) - released - {population_key(by, cell.categories) for cell in cells}
         fresh = self._fresh(by, cells)
         if not fresh:
@@ -322,9 +322,13 @@ class ReleaseLedger:
             self.sizes[release], self.labels[release] = cells[i].size, cells[i].label
         self.cubes.append(_Cube(by, releases, [tuple(cells[i].categories) for i in fresh]))
 
+    def published_keys(self) -> set[tuple[tuple[str, str], ...]]:
+        """The populations unfiltered tables published (by the categories they name)."""
+        return {population_key(c.by, box) for c in self.cubes for box in c.boxes}
+
     def _fresh(self, by: tuple[str, ...], cells: list[Cell]) -> list[int]:
         """Indices of the cells whose population no unfiltered table released before."""
-        released = {population_key(c.by, box) for c in self.cubes for box in c.boxes}
+        released = self.published_keys()
         return [i for i, cell in enumerate(cells) if population_key(by, cell.categories) not in released]
 
 

@@ -462,3 +462,33 @@ def test_overlaps_of_cells_of_two_tables_are_counted_exactly(
     overlap = _cube_overlaps(ds.connection, second, cells(second), old, "identities")
     expected = [[len(members(second, a) & members(first, b)) for b in cells(first)] for a in cells(second)]
     assert overlap.tolist() == expected
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), smaller=st.sampled_from([("gender",), ("age",), ("age", "gender")]))
+def test_a_table_of_more_dimensions_counts_the_margins_published_before(seed: int, smaller: tuple[str, ...]) -> None:
+    """Read together with an earlier table of fewer dimensions, the 3-D table protects every cell,
+    or it is refused."""
+    rnd = random.Random(seed)
+    rows = [
+        {"age": a, "gender": g, "income": i}
+        for a in ("_25_to_34", "_35_to_44", "_45_to_54")
+        for g in ("male", "female", "non_binary")
+        for i in ("low", "middle", "high")
+        for _ in range(rnd.choice([0, 2, 3, 5, 12, 15, 20, 30]))
+    ]
+    ds = _dataset(rows)
+    small = ds.cohorts(list(smaller))
+    try:
+        big = ds.cohorts(["age", "gender", "income"])
+    except ia.PrivacyError:
+        return
+    at = {tuple(codes): n for n, codes in enumerate(big.grid.codes.tolist())}
+    published = ~big.suppressed
+    for n, codes in enumerate(small.grid.codes.tolist()):
+        if not small.suppressed[n]:
+            named = dict(zip(small.by, codes, strict=True))
+            published[at[tuple(named.get(d, -1) for d in big.by)]] = True
+    lo, hi = attacker_intervals(big.grid, ~published)
+    hidden = ~published
+    assert (hi[hidden] - lo[hidden] >= 10).all()
