@@ -403,19 +403,23 @@ def test_segment_file_errors_name_the_file(tmp_path: Path, name: str, text: str,
         ia.Segment.load(tmp_path / name)
 
 
-@settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 10_000))
-def test_a_table_of_fewer_dimensions_keeps_what_an_earlier_one_suppressed(seed: int) -> None:
-    """Read together, a 3-D table and then its 2-D margin table still protect every cell."""
+def _random_cube_rows(seed: int) -> list[dict[str, str]]:
+    """Rows over age x gender x income, each cell holding a count drawn from small and large ones."""
     rnd = random.Random(seed)
-    rows = [
+    return [
         {"age": a, "gender": g, "income": i}
         for a in ("_25_to_34", "_35_to_44", "_45_to_54")
         for g in ("male", "female", "non_binary")
         for i in ("low", "middle", "high")
         for _ in range(rnd.choice([0, 2, 3, 5, 12, 15, 20, 30]))
     ]
-    ds = _dataset(rows)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000))
+def test_a_table_of_fewer_dimensions_keeps_what_an_earlier_one_suppressed(seed: int) -> None:
+    """Read together, a 3-D table and then its 2-D margin table still protect every cell."""
+    ds = _dataset(_random_cube_rows(seed))
     big, small = ds.cohorts(["age", "gender", "income"]), ds.cohorts(["age", "gender"])
     at = {tuple(codes): n for n, codes in enumerate(big.grid.codes.tolist())}
     published = ~big.suppressed
@@ -469,15 +473,7 @@ def test_overlaps_of_cells_of_two_tables_are_counted_exactly(
 def test_a_table_of_more_dimensions_counts_the_margins_published_before(seed: int, smaller: tuple[str, ...]) -> None:
     """Read together with an earlier table of fewer dimensions, the 3-D table protects every cell,
     or it is refused."""
-    rnd = random.Random(seed)
-    rows = [
-        {"age": a, "gender": g, "income": i}
-        for a in ("_25_to_34", "_35_to_44", "_45_to_54")
-        for g in ("male", "female", "non_binary")
-        for i in ("low", "middle", "high")
-        for _ in range(rnd.choice([0, 2, 3, 5, 12, 15, 20, 30]))
-    ]
-    ds = _dataset(rows)
+    ds = _dataset(_random_cube_rows(seed))
     small = ds.cohorts(list(smaller))
     try:
         big = ds.cohorts(["age", "gender", "income"])
