@@ -539,7 +539,7 @@ class Dataset:
                 else:
                     narrow = self._ledger.narrow_cells(table.by, cells, counted, k)
                     if narrow:
-                        raise NarrowCells(narrow, PrivacyError(f"cells of the {label} differ from earlier releases"))
+                        raise NarrowCells(narrow)
                     self._check_known_margins(table, label, k)
                     self._ledger.record_cube(table.by, cells, self._withheld(table))
                 self._settled[asked] = self._settled[_signature(table)] = table

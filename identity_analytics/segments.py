@@ -262,15 +262,14 @@ class ReleaseLedger:
                 self.con.execute(f"DELETE FROM _released WHERE release IN ({', '.join(map(str, again))})")
                 self.repeats.update(again)
 
-    def _member_box_counts(self, by: tuple[str, ...], first: int) -> dict[tuple[Any, ...], int]:
-        """Per release from ``first`` on: its members counted in every box over ``by``
+    def _member_box_counts(self, by: tuple[str, ...]) -> dict[tuple[Any, ...], int]:
+        """Per release kept by its members: those members counted in every box over ``by``
         (keys: release, then per dimension its category or None where aggregated)."""
         columns = ", ".join(f"i.{d}::VARCHAR AS {d}" for d in by)
         rows = self.con.execute(
             f"""SELECT r.release, {columns}, count(*) FROM {ANALYTICS_TABLE} i
-            JOIN _released r ON hash(i.pseudonym) = r.member WHERE r.release >= ?
-            GROUP BY r.release, CUBE ({", ".join(f"i.{d}" for d in by)})""",
-            [first],
+            JOIN _released r ON hash(i.pseudonym) = r.member
+            GROUP BY r.release, CUBE ({", ".join(f"i.{d}" for d in by)})"""
         ).fetchall()
         return {tuple(row[:-1]): int(row[-1]) for row in rows}
 
@@ -297,7 +296,7 @@ class ReleaseLedger:
         in_cubes = {r for c in self.cubes for r in c.releases}
         kept = [r for r in self.sizes if r not in self.repeats and r not in in_cubes]
         if kept:
-            counts = self._member_box_counts(by, 0)
+            counts = self._member_box_counts(by)
             overlap = np.array([[counts.get((r, *box), 0) for r in kept] for box in boxes], dtype=np.int64)
             narrow |= _narrow(sizes, np.array([self.sizes[r] for r in kept], dtype=np.int64), overlap, k)
         for earlier in self.cubes:
@@ -428,27 +427,23 @@ def _refuse_or_name_narrow(
 ) -> None:
     """Refuse a table whose total differs from an earlier release by 1 to k-1 people, or
     name its other cells that do (:class:`NarrowCells`)."""
-    difference = sizes[:, None] + earlier_sizes[None, :] - 2 * overlap
-    narrow = np.argwhere((difference > 0) & (difference < k))
-    if not narrow.size:
-        return
-    total = [row for row in narrow.tolist() if all(v is None for v in cells[row[0]].categories)]
-    i, j = total[0] if total else narrow[0].tolist()
-    error = _differencing(f"the {labels[i]}", earlier_labels[j], k)
-    if total:  # the table's whole population: refused, as a segment would be
-        raise error
-    raise NarrowCells({int(i) for i in narrow[:, 0].tolist()}, error)
+    narrow = np.flatnonzero(_narrow(sizes, earlier_sizes, overlap, k)).tolist()
+    for i in narrow:
+        if all(v is None for v in cells[i].categories):  # the table's whole population: refused
+            difference = sizes[i] + earlier_sizes - 2 * overlap[i]
+            j = int(np.flatnonzero((difference > 0) & (difference < k))[0])
+            raise _differencing(f"the {labels[i]}", earlier_labels[j], k)
+    if narrow:
+        raise NarrowCells(set(narrow))
 
 
 class NarrowCells(Exception):
     """Cells of a table (by index) that would differ from an earlier release by 1 to k-1
-    people; nothing of the table was released. ``refusal`` says why, for the caller that
-    cannot hide them."""
+    people; nothing of the table was released, and the caller hides them."""
 
-    def __init__(self, cells: set[int], refusal: PrivacyError):
-        super().__init__(str(refusal))
+    def __init__(self, cells: set[int]):
+        super().__init__(f"cells {sorted(cells)} would differ from earlier releases by fewer than k people")
         self.cells = cells
-        self.refusal = refusal
 
 
 def _differencing(what: str, earlier: str, k: int) -> PrivacyError:
