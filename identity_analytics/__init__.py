@@ -1,6 +1,6 @@
 """identity-analytics: privacy-safe demographics analytics over identity platform data."""
 
-from identity_analytics.cohorts import CohortTable
+from identity_analytics.cohorts import Cohort, CohortTable
 from identity_analytics.contracts import Demographics, Identity, Profile, PublicProfile
 from identity_analytics.dataset import Dataset
 from identity_analytics.errors import IdentityAnalyticsError, LoadError, NotFound, PrivacyError, SourceError
@@ -15,6 +15,7 @@ from identity_analytics.vocabulary import Vocabulary
 __version__ = "0.1.0"
 
 __all__ = [
+    "Cohort",
     "CohortTable",
     "Dataset",
     "Demographics",

@@ -29,13 +29,17 @@ from rich.table import Table
 import identity_analytics as ia
 from identity_analytics.atomic import atomic_file
 from identity_analytics.loaders.http import RetryPolicy
+from identity_analytics.release.ledger import FileLedger
 from identity_analytics.report import CohortSpec, ConfigError, InputSpec, ReportConfig, describe, write_report
+from identity_analytics.store import MANIFEST, store_ledger
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_PRIVACY, EXIT_SOURCE, EXIT_INTERNAL = 0, 2, 3, 4, 1
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Privacy-safe demographics analytics.")
 pull_app = typer.Typer(no_args_is_help=True, help="Pull identities from the identity platform into a store.")
 app.add_typer(pull_app, name="pull")
+ledger_app = typer.Typer(no_args_is_help=True, help="The release ledger: what a store (or ledger) has published.")
+app.add_typer(ledger_app, name="ledger")
 out = Console()
 err = Console(stderr=True)
 _state = {"debug": False}
@@ -46,6 +50,10 @@ IdentitiesOpt = Annotated[
 ]
 DemographicsOpt = Annotated[list[Path] | None, typer.Option("--demographics", help="demographics file(s)")]
 StoreOpt = Annotated[Path | None, typer.Option("--store", help="a store written by load/pull")]
+LedgerOpt = Annotated[
+    Path | None,
+    typer.Option("--ledger", help="release ledger directory for file input (a store keeps its own)"),
+]
 KOpt = Annotated[int | None, typer.Option("--k", min=2, help="smallest publishable count (default 10)")]
 DateOpt = Annotated[str | None, typer.Option("--reference-date", help="YYYY-MM-DD at which birthdates become ages")]
 AttemptsOpt = Annotated[int, typer.Option("--attempts", min=1, help="attempts per request before giving up")]
@@ -127,13 +135,15 @@ def _policy(k: int | None = None, include_inactive: bool = False) -> ia.PrivacyP
 
 def _dataset(
     identities: list[Path] | None, demographics: list[Path] | None, store: Path | None, policy: ia.PrivacyPolicy,
-    reference_date: datetime.date | None,
+    reference_date: datetime.date | None, ledger: Path | None = None,
 ) -> ia.Dataset:  # fmt: skip
     if bool(identities) == bool(store):
         raise ValueError("give either --identities (with optional --demographics) or --store")
     if store is not None:
         if demographics:
             raise ValueError("--demographics goes with --identities, not with --store")
+        if ledger is not None:
+            raise ValueError("--ledger goes with --identities: a store publishes through its own release ledger")
         ds = ia.Dataset.open(store, policy=policy)
         if reference_date is not None and reference_date != ds.reference_date:
             raise ValueError(
@@ -142,8 +152,30 @@ def _dataset(
             )
         return ds
     assert identities is not None
+    if ledger is None:
+        err.print(
+            "note: no --ledger: this run's answers are audited with each other only, not with earlier runs "
+            "over the same data; give --ledger DIR (or load the files into a store) to keep a release ledger",
+            highlight=False, soft_wrap=True, markup=False,
+        )  # fmt: skip
     with _status(_loading([*identities, *(demographics or [])])):
-        return ia.Dataset.from_files(identities, demographics or None, policy=policy, reference_date=reference_date)
+        return ia.Dataset.from_files(
+            identities, demographics or None, policy=policy, reference_date=reference_date, ledger=ledger
+        )
+
+
+def _ledger_of(store: Path | None, ledger: Path | None) -> FileLedger:
+    """The ledger of ``--store`` or ``--ledger`` (exactly one)."""
+    if (store is None) == (ledger is None):
+        raise ValueError("give either --store or --ledger")
+    if store is not None:
+        if not (store / MANIFEST).is_file():
+            raise ValueError(f"--store {store}: not a store (no {MANIFEST}); give the directory load/pull wrote")
+        return store_ledger(store)
+    assert ledger is not None
+    if not ledger.is_dir():
+        raise ValueError(f"--ledger {ledger}: no such directory")
+    return FileLedger(ledger)
 
 
 def _cohorts_from_flags(by: list[str]) -> list[CohortSpec]:
@@ -264,6 +296,7 @@ def report(
     by: Annotated[
         list[str] | None, typer.Option("--by", help="dimensions of one table, comma-separated; repeatable")
     ] = None,
+    ledger: LedgerOpt = None,
     k: KOpt = None,
     reference_date: DateOpt = None,
 ) -> None:
@@ -271,7 +304,7 @@ def report(
 
     def body() -> None:
         if config is not None:
-            if identities or demographics or store or by:
+            if identities or demographics or store or by or ledger:
                 raise ValueError("give either --config or the input and --by flags, not both")
             settings = ReportConfig.from_toml(config)
             if k is not None or reference_date is not None:
@@ -289,6 +322,7 @@ def report(
                     identities=[str(p) for p in identities or []],
                     demographics=[str(p) for p in demographics or []],
                     store=str(store) if store else None,
+                    ledger=str(ledger) if ledger else None,
                 ),
                 k=k or 10,
                 reference_date=_date(reference_date),
@@ -299,6 +333,7 @@ def report(
         ds = _dataset(
             [Path(p) for p in spec.identities], [Path(p) for p in spec.demographics],
             Path(spec.store) if spec.store else None, policy, settings.reference_date,
+            Path(spec.ledger) if spec.ledger else None,
         )  # fmt: skip
         inputs = [*spec.identities, *spec.demographics, *([spec.store] if spec.store else [])]
         with _status(f"computing {_count(settings.cohorts, 'cohort table')}, {_count(settings.segments, 'segment')}"):
@@ -317,6 +352,7 @@ def segment(
     breakdown: Annotated[list[str] | None, typer.Option("--breakdown", help="dimensions, comma-separated")] = None,
     members: Annotated[Path | None, typer.Option("--members", help="write the member pseudonyms to this CSV")] = None,
     allow_minors: Annotated[bool, typer.Option(help="include minors in the member list")] = False,
+    ledger: LedgerOpt = None,
     k: KOpt = None,
     reference_date: DateOpt = None,
 ) -> None:
@@ -324,7 +360,7 @@ def segment(
 
     def body() -> None:
         seg = ia.Segment.load(definition)
-        ds = _dataset(identities, demographics, store, _policy(k), _date(reference_date))
+        ds = _dataset(identities, demographics, store, _policy(k), _date(reference_date), ledger)
         result = ds.segment(seg)
         _say(f"segment {seg.name}: {'suppressed (fewer than k)' if result.suppressed else f'{result.size:,}'}")
         for dims in breakdown or []:
@@ -362,19 +398,65 @@ def risk(
     identities: IdentitiesOpt = None,
     demographics: DemographicsOpt = None,
     store: StoreOpt = None,
+    ledger: LedgerOpt = None,
     k: KOpt = None,
     reference_date: DateOpt = None,
 ) -> None:
     """k-anonymity of quasi-identifiers and l-diversity of a sensitive attribute."""
 
     def body() -> None:
-        ds = _dataset(identities, demographics, store, _policy(k), _date(reference_date))
+        ds = _dataset(identities, demographics, store, _policy(k), _date(reference_date), ledger)
         result = ds.risk([q.strip() for q in qi.split(",")], sensitive=sensitive)
         _say(str(result))
-        table = Table("class size", "classes", "records")
-        for size, classes in sorted(result.class_sizes.items())[:20]:
-            table.add_row(str(size), f"{classes:,}", f"{size * classes:,}")
+        table = Table("class size", "classes")
+        for band, classes in result.class_sizes.items():
+            table.add_row(band, f"{classes:,}")
         out.print(table)
+
+    _run(body)
+
+
+@ledger_app.command("show")
+def ledger_show(
+    store: StoreOpt = None,
+    ledger: Annotated[Path | None, typer.Option("--ledger", help="a ledger directory")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the entries as JSON lines")] = False,
+) -> None:
+    """List the releases (and resets) the ledger has recorded."""
+
+    def body() -> None:
+        entries = _ledger_of(store, ledger).history()
+        if as_json:
+            for entry in entries:
+                sys.stdout.write(json.dumps(entry) + "\n")
+            return
+        table = Table("release", "at", "k", "counts", "member lists", "what")
+        for entry in entries:
+            if entry["kind"] == "reset":
+                table.add_row("reset", str(entry["at"]), "", "", "", escape(f"reason: {entry['reason']}"))
+            elif entry["kind"] == "release":
+                table.add_row(
+                    str(entry["release"]), str(entry["at"]), str(entry["k"]), f"{entry['counts']:,}",
+                    str(entry["member_lists"]), escape(str(entry["label"])),
+                )  # fmt: skip
+        out.print(table)
+        _say(f"{sum(e['kind'] == 'release' for e in entries)} releases recorded")
+
+    _run(body)
+
+
+@ledger_app.command("reset")
+def ledger_reset(
+    reason: Annotated[str, typer.Option("--reason", help="why; recorded in the ledger")],
+    store: StoreOpt = None,
+    ledger: Annotated[Path | None, typer.Option("--ledger", help="a ledger directory")] = None,
+) -> None:
+    """Forget every release so far (later answers are no longer audited against them); recorded."""
+
+    def body() -> None:
+        target = _ledger_of(store, ledger)
+        target.reset(reason)
+        _say(f"{target.description} reset; the reset is recorded with its reason")
 
     _run(body)
 

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import html
 import itertools
-from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from identity_analytics.loaders.projection import ANALYTICS_TABLE
 from identity_analytics.protection import (
@@ -25,8 +26,11 @@ from identity_analytics.protection import (
     attacker_intervals,
     primary_suppression,
     round_to_base,
+    rounding_interval,
     secondary_suppression,
 )
+from identity_analytics.release.blocks import Block
+from identity_analytics.release.gate import Session
 from identity_analytics.vocabulary import DIMENSIONS, IDENTITY_STATES, OTHER, UNDETERMINED, Vocabulary
 
 if TYPE_CHECKING:
@@ -47,6 +51,40 @@ SUPPRESSED_MARK = "·"
 COUNTED_STATES: tuple[str, ...] = ("active", UNDETERMINED)
 #: The other categories of ``state`` (its vocabulary is fixed, see ``IDENTITY_STATES``).
 UNCOUNTED_STATES: tuple[str, ...] = (*[s for s in IDENTITY_STATES if s not in COUNTED_STATES], OTHER)
+
+
+class Cohort(BaseModel):
+    """A cohort table to compute: the arguments of :meth:`Dataset.cohorts`, as a value
+    (frozen, hashable), so that several can be released together (:meth:`Dataset.cohort_tables`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    by: tuple[str, ...]
+    k: int | None = None
+    margins: bool = True
+    where: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    protect: str = "suppress"
+    base: int | None = None
+    #: how releases name the table (default: its dimensions and filter)
+    name: str | None = None
+
+    @field_validator("by", mode="before")
+    @classmethod
+    def _one_or_many(cls, by: Any) -> Any:
+        return (by,) if isinstance(by, str) else by
+
+    @field_validator("where", mode="before")
+    @classmethod
+    def _mapping(cls, where: Any) -> Any:
+        if where is None:
+            return ()
+        if isinstance(where, Mapping):
+            return tuple(sorted((d, (v,) if isinstance(v, str) else tuple(v)) for d, v in where.items()))
+        return where
+
+    @property
+    def filters(self) -> dict[str, tuple[str, ...]]:
+        return dict(self.where)
 
 
 def counted_states_sql() -> str:
@@ -75,6 +113,17 @@ def validate_filters(where: Mapping[str, Sequence[str]] | None, vocabulary: Voca
     return checked
 
 
+def counted_population(
+    filters: Mapping[str, Sequence[str]], include_inactive: bool
+) -> dict[str, tuple[str, ...]]:
+    """A population as the release gate records it: the filters, and the states counted."""
+    population = {dim: tuple(values) for dim, values in filters.items()}
+    if not include_inactive:
+        asked = population.get("state")
+        population["state"] = tuple(s for s in COUNTED_STATES if asked is None or s in asked)
+    return population
+
+
 def filter_sql(filters: Mapping[str, Sequence[str]], include_inactive: bool) -> str:
     """The WHERE clause for a population: the state rule of the policy, then the filters."""
     clauses = [] if include_inactive else [counted_states_sql()]
@@ -84,11 +133,6 @@ def filter_sql(filters: Mapping[str, Sequence[str]], include_inactive: bool) -> 
 
 def _in_list(values: Sequence[str]) -> str:
     return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
-
-
-def population_key(by: Sequence[str], categories: Sequence[str | None]) -> tuple[tuple[str, str], ...]:
-    """The categories a cell names (None: aggregated away), whatever its table: one population, one key."""
-    return tuple(sorted((d, v) for d, v in zip(by, categories, strict=True) if v is not None))
 
 
 def validate_dimensions(by: Sequence[str] | str) -> tuple[str, ...]:
@@ -120,9 +164,10 @@ def cohort_sql(by: Sequence[str], filters: Mapping[str, Sequence[str]], include_
 class CohortTable:
     """A protected cohort table. Published counts are safe; suppressed ones are null.
 
-    ``cells`` is the long form: one row per cell, the dimension columns (null where a margin
-    aggregates the dimension away), ``count``, ``share`` (of the parent total: the cell with
-    its last grouped dimension aggregated away), ``suppressed`` and ``reason``.
+    The long form (:meth:`to_arrow`, :meth:`to_pandas`) has one row per cell: the dimension
+    columns (null where a margin aggregates the dimension away), ``count``, ``share`` (of the
+    parent total: the cell with its last grouped dimension aggregated away) and
+    ``suppressed``. Why a cell is suppressed is in :meth:`audit` only, for the operator.
     """
 
     by: tuple[str, ...]
@@ -150,11 +195,14 @@ class CohortTable:
         columns["count"] = pa.array(counts, pa.int64(), mask=self.suppressed)
         columns["share"] = pa.array(self._shares(), pa.float64())
         columns["suppressed"] = pa.array(self.suppressed, pa.bool_())
-        reasons = [
-            "primary" if p else "secondary" if s else None for p, s in zip(self.primary, self.suppressed, strict=True)
-        ]
-        columns["reason"] = pa.array(reasons, pa.string())
         return pa.table(columns)
+
+    def reasons(self) -> list[str | None]:
+        """Per cell, why it is suppressed (``primary``: below k; ``secondary``: to protect
+        others). For the operator's audit only: a published "primary" says the cell holds 1
+        to k-1 people, which would narrow it (and its neighbours) for an attacker."""
+        pairs = zip(self.primary, self.suppressed, strict=True)
+        return ["primary" if p else "secondary" if s else None for p, s in pairs]
 
     def to_pandas(self) -> pd.DataFrame:
         """The long form as pandas: ``count`` is a nullable Int64 (``<NA>`` when suppressed)."""
@@ -223,14 +271,19 @@ class CohortTable:
     def audit(self) -> pa.Table:
         """The attacker's interval of every suppressed cell, by linear programming (HiGHS).
 
-        Bounds come from the published cells only (additivity and non-negativity); ``width``
-        is ``hi - lo`` and ``protected`` tells whether it is at least k.
+        Bounds come from this table's published cells only (additivity and non-negativity);
+        ``width`` is ``hi - lo`` and ``protected`` tells whether it is at least k. ``reason``
+        says why the cell is suppressed (``primary``: below k; ``secondary``: to protect
+        others): the operator's record, never published. (The joint audit of the table with
+        everything released before it is the release gate's; see the README.)
         """
         lo, hi = attacker_intervals(self.grid, self.suppressed)
         cells = self.to_arrow().filter(pa.array(self.suppressed)).select(list(self.by))
         width = hi[self.suppressed] - lo[self.suppressed]
+        reasons = [r for r in self.reasons() if r is not None]
         return (
-            cells.append_column("lo", pa.array(lo[self.suppressed]))
+            cells.append_column("reason", pa.array(reasons, pa.string()))
+            .append_column("lo", pa.array(lo[self.suppressed]))
             .append_column("hi", pa.array(hi[self.suppressed]))
             .append_column("width", pa.array(width))
             .append_column("protected", pa.array(width >= self.k))
@@ -243,6 +296,39 @@ class CohortTable:
             return None
         (grand,) = np.flatnonzero((self.grid.codes < 0).all(axis=1))
         return None if self.suppressed[grand] else int(self.published[grand])
+
+    # ---- release -------------------------------------------------------------------------
+
+    def release_block(self, label: str, population: Mapping[str, Sequence[str]]) -> tuple[Block, np.ndarray]:
+        """What the table publishes, for the release gate: its published cells (exact zeros
+        left out: an empty cell tells nothing the audit does not assume known) with the bounds
+        each gives, and the index of each of them among the table's cells."""
+        published = ~self.suppressed
+        if self.base is not None:
+            lower, upper = rounding_interval(self.published, self.base)
+        else:
+            lower = upper = self.published
+        cells = np.flatnonzero(published & (upper > 0))
+        block = Block(
+            label=label,
+            where={d: tuple(v) for d, v in population.items()},
+            by=self.by,
+            categories=self.categories,
+            cells=self.grid.codes[cells],
+            lower=lower[cells],
+            upper=upper[cells],
+        )
+        return block, cells
+
+    def with_suppressed(self, cells: np.ndarray) -> CohortTable:
+        """The table with more cells suppressed (indices), as the joint audit asked."""
+        if not len(cells):
+            return self
+        suppressed = self.suppressed.copy()
+        suppressed[cells] = True
+        published = self.published.copy()
+        published[cells] = 0
+        return replace(self, suppressed=suppressed, published=published)
 
     # ---- presentation ---------------------------------------------------------------------
 
@@ -348,13 +434,9 @@ def compute_cohorts(
     protect: str = "suppress",
     base: int | None = None,
     include_inactive: bool = False,
-    hidden: Collection[tuple[tuple[str, str], ...]] = (),
 ) -> CohortTable:
-    """Aggregate with one CUBE query, then protect the cells.
-
-    ``hidden``: cells (by the categories they name) to suppress whatever their counts, and
-    protect as if they were small (cells other releases would otherwise give away).
-    """
+    """Aggregate with one CUBE query, then protect the cells (of this table alone: the joint
+    audit with other releases is the release gate's)."""
     dims = validate_dimensions(by)
     if k < 2:
         raise ValueError(f"k must be at least 2, got {k}")
@@ -376,15 +458,7 @@ def compute_cohorts(
     sql = cohort_sql(dims, filters, include_inactive, cube)
     grid = _grid(con.execute(sql).fetchall(), categories, cube)
     primary = primary_suppression(grid.counts, k) if "suppress" in protect else np.zeros(grid.n_cells, dtype=bool)
-    must = primary
-    if hidden:
-        keys = set(hidden)
-        named = [
-            population_key(dims, [cats[c] if c >= 0 else None for cats, c in zip(categories, row, strict=True)])
-            for row in grid.codes.tolist()
-        ]
-        must = primary | np.array([key in keys for key in named], dtype=bool)
-    suppressed = secondary_suppression(grid, must, k) if "suppress" in protect else primary
+    suppressed = secondary_suppression(grid, primary, k) if "suppress" in protect else primary
     if cube and not margins:
         interior = ~grid.is_margin
         grid = CellGrid(grid.shape, grid.codes[interior], grid.counts[interior])
@@ -441,3 +515,29 @@ def _grid(rows: list[tuple[Any, ...]], categories: tuple[tuple[str, ...], ...], 
     codes = np.array(list(itertools.product(*ranges)), dtype=np.int32).reshape(-1, d)
     lookup = np.where(codes < 0, np.array(shape)[None, :], codes)
     return CellGrid(shape, codes, dense[tuple(lookup.T)])
+
+
+def table_label(table: CohortTable, name: str | None = None) -> str:
+    """How releases name a table: ``cohort table by age, income`` (with its filter)."""
+    if name:
+        return name
+    label = f"cohort table by {', '.join(table.by)}"
+    if table.filters:
+        label += " filtered by " + ", ".join(f"{d} in {list(v)}" for d, v in table.filters.items())
+    return label
+
+
+def release_tables(
+    session: Session, tables: Sequence[CohortTable], names: Sequence[str | None], include_inactive: bool
+) -> list[CohortTable]:
+    """Publish tables together through the release gate: each comes back with the cells the
+    joint audit asked to suppress as well."""
+    blocks, cells = [], []
+    for table, name in zip(tables, names, strict=True):
+        block, published = table.release_block(
+            table_label(table, name), counted_population(table.filters, include_inactive)
+        )
+        blocks.append(block)
+        cells.append(published)
+    hidden = session.publish_cells(blocks)
+    return [t.with_suppressed(c[h]) for t, c, h in zip(tables, cells, hidden, strict=True)]

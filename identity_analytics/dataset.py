@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import datetime
 import functools
-import json
 import logging
 import shutil
 import tempfile
 import threading
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import duckdb
-import numpy as np
 import pyarrow as pa
 
-from identity_analytics.cohorts import CohortTable, compute_cohorts, filter_sql, population_key, validate_filters
+from identity_analytics.cohorts import (
+    Cohort,
+    CohortTable,
+    compute_cohorts,
+    counted_population,
+    release_tables,
+    validate_dimensions,
+    validate_filters,
+)
 from identity_analytics.contracts import Profile, PublicProfile
 from identity_analytics.errors import LoadError, PrivacyError
 from identity_analytics.load_report import LoadReport, SourceCounts
@@ -33,19 +41,20 @@ from identity_analytics.loaders.projection import (
     enum_type,
 )
 from identity_analytics.loaders.quarantine import QUARANTINE_SCHEMA
-from identity_analytics.overlap import OverlapTable, compute_overlap
+from identity_analytics.overlap import OverlapTable, compute_overlap, release_overlap
 from identity_analytics.policy import PrivacyPolicy
 from identity_analytics.profiles import ProfileStore
-from identity_analytics.protection import attacker_intervals
+from identity_analytics.release.blocks import Block
+from identity_analytics.release.gate import DataVersion, ReleaseGate, Session
+from identity_analytics.release.ledger import FileLedger, Ledger, MemoryLedger
 from identity_analytics.risk import RiskReport, compute_risk
 from identity_analytics.segments import (
-    Cell,
-    NarrowCells,
-    ReleaseLedger,
     Segment,
     SegmentResult,
-    population_sql,
+    release_members,
+    release_size,
     segment_label,
+    segment_size,
 )
 from identity_analytics.vocabulary import DIMENSIONS, Vocabulary
 
@@ -58,9 +67,6 @@ _TRY_ENUM_COLUMNS = ", ".join(
     for c in ANALYTICS_COLUMNS
 )
 #: Rows whose pseudonym is not 64 lowercase hex digits (HMAC-SHA256).
-#: Rounds of extra suppression an unfiltered table may take to settle against earlier releases.
-_MAX_LINKED_ROUNDS = 20
-
 _PSEUDONYM_CHECK = "count(*) FILTER (WHERE NOT regexp_full_match(coalesce(pseudonym::VARCHAR, ''), '[0-9a-f]{64}'))"
 
 
@@ -129,6 +135,11 @@ class Dataset:
         reference_date: datetime.date,
         load_report: LoadReport,
         quarantine: pa.Table,
+        *,
+        ledger: Ledger | None = None,
+        data: DataVersion | None = None,
+        key_id: str | None = None,
+        minors_known: bool = True,
     ):
         self._con = con
         self._policy = policy
@@ -136,13 +147,14 @@ class Dataset:
         self._reference_date = reference_date
         self._load_report = load_report
         self._quarantine = quarantine
-        self._ledger = ReleaseLedger(con)
-        #: tables released so far, by what was asked (and by what was released)
-        self._settled: dict[tuple[Any, ...], CohortTable] = {}
+        #: every answer is published through the gate: audited with the ledger, then recorded
+        self._gate = ReleaseGate(con, ledger or MemoryLedger(), policy.k, key_id or policy.key_id(), data)
+        #: answers released so far, by what was asked: asked again, released as they were
+        self._answers: dict[Any, Any] = {}
         #: one DuckDB connection serves every call: calls from several threads take turns
         self._lock = threading.RLock()
         #: False for a store written before minors were kept, opened under another key
-        self._minors_known = True
+        self._minors_known = minors_known
 
     # construction -------------------------------------------------------------------------
 
@@ -157,6 +169,7 @@ class Dataset:
         *,
         vocabulary: Vocabulary | None = None,
         store: str | Path | None = None,
+        ledger: str | Path | None = None,
         memory_limit: str | None = None,
         temp_directory: str | Path | None = None,
     ) -> Dataset:
@@ -166,7 +179,9 @@ class Dataset:
         Records of ``identities`` may also be combined ``{identity, demographics}`` objects.
         Bad records are quarantined; with ``strict=True`` the first one raises
         :class:`LoadError` naming file and line. ``reference_date`` (default: today) is the
-        date at which birthdates become ages. With ``store`` the result is also saved there.
+        date at which birthdates become ages. With ``store`` the result is also saved there
+        (and publishes through the store's release ledger); otherwise its ledger lives in memory,
+        or in the directory ``ledger`` (kept across runs over the same files).
         """
         policy = policy if policy is not None else PrivacyPolicy()
         vocabulary = vocabulary or Vocabulary.default()
@@ -179,6 +194,7 @@ class Dataset:
             store,
             memory_limit,
             temp_directory,
+            ledger,
         )
 
     @classmethod
@@ -194,6 +210,7 @@ class Dataset:
         reference_date: datetime.date | None = None,
         vocabulary: Vocabulary | None = None,
         store: str | Path | None = None,
+        ledger: str | Path | None = None,
         allow_insecure: bool = False,
         retry: RetryPolicy | None = None,
         progress: bool | None = None,
@@ -234,6 +251,7 @@ class Dataset:
                 store,
                 memory_limit,
                 temp_directory,
+                ledger,
             )
 
     @classmethod
@@ -248,6 +266,7 @@ class Dataset:
         reference_date: datetime.date | None = None,
         vocabulary: Vocabulary | None = None,
         store: str | Path | None = None,
+        ledger: str | Path | None = None,
         allow_insecure: bool = False,
         retry: RetryPolicy | None = None,
         progress: bool | None = None,
@@ -286,6 +305,7 @@ class Dataset:
                 store,
                 memory_limit,
                 temp_directory,
+                ledger,
             )
 
     @classmethod
@@ -298,6 +318,7 @@ class Dataset:
         store: str | Path | None,
         memory_limit: str | None,
         temp_directory: str | Path | None,
+        ledger: str | Path | None = None,
     ) -> Dataset:
         con = connect(memory_limit, temp_directory)
         try:
@@ -306,7 +327,7 @@ class Dataset:
         except BaseException:
             con.close()
             raise
-        dataset = cls(con, policy, vocabulary, reference_date, report, quarantine)
+        dataset = cls(con, policy, vocabulary, reference_date, report, quarantine)._use_ledger(ledger)
         if store is not None:
             dataset.save(store)
         return dataset
@@ -319,6 +340,7 @@ class Dataset:
         *,
         vocabulary: Vocabulary | None = None,
         reference_date: datetime.date | None = None,
+        ledger: str | Path | None = None,
     ) -> Dataset:
         """A Dataset over a table already in the analytics layout (``pseudonym`` + dimensions).
 
@@ -346,9 +368,10 @@ class Dataset:
             raise
         rows = table.num_rows
         report = LoadReport(identities=SourceCounts(read=rows, loaded=rows))
-        return cls(
+        dataset = cls(
             con, policy, vocabulary, reference_date or datetime.date.today(), report, QUARANTINE_SCHEMA.empty_table()
         )
+        return dataset._use_ledger(ledger)
 
     @classmethod
     def from_parquet(
@@ -359,6 +382,7 @@ class Dataset:
         vocabulary: Vocabulary | None = None,
         reference_date: datetime.date | None = None,
         memory_limit: str | None = None,
+        ledger: str | Path | None = None,
     ) -> Dataset:
         """A Dataset over Parquet files already in the analytics layout, read in place.
 
@@ -387,9 +411,10 @@ class Dataset:
             con.close()
             raise
         report = LoadReport(identities=SourceCounts(read=rows, loaded=rows))
-        return cls(
+        dataset = cls(
             con, policy, vocabulary, reference_date or datetime.date.today(), report, QUARANTINE_SCHEMA.empty_table()
         )
+        return dataset._use_ledger(ledger)
 
     @classmethod
     def open(cls, path: str | Path, policy: PrivacyPolicy | None = None) -> Dataset:
@@ -400,10 +425,45 @@ class Dataset:
 
     @_serialised
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
-        """Write the Dataset to a Parquet store (a directory with a manifest), atomically."""
+        """Write the Dataset to a Parquet store (a directory with a manifest), atomically.
+
+        From then on the Dataset publishes through the store's release ledger (carried over
+        when an existing store is replaced); what it published before is recorded there too.
+        """
         from identity_analytics.store import save_store
 
         return save_store(self, Path(path), overwrite=overwrite)
+
+    def _publish_through_store(self, path: Path, data: DataVersion) -> None:
+        """Publish through the ledger of the store just written at ``path``, adding to it the
+        releases this Dataset's ledger holds (unless it is that very ledger)."""
+        from identity_analytics.store import store_ledger
+
+        ledger = store_ledger(path)
+        old = self._gate
+        if not (isinstance(old.ledger, FileLedger) and old.ledger.root.resolve() == ledger.root.resolve()):
+            before = old.data.still_current
+
+            def still_current() -> None:
+                before()
+                data.still_current()
+
+            data = DataVersion(epoch=data.epoch, snapshot=data.snapshot, still_current=still_current)
+            state = old.ledger.state()
+            ledger.adopt(
+                state, epoch=data.epoch(), snapshot=data.snapshot, k=old.k, key_id=old.key_id,
+                source=old.ledger.description,
+            )  # fmt: skip
+        self._gate = ReleaseGate(self._con, ledger, old.k, old.key_id, data)
+
+    def _use_ledger(self, ledger: str | Path | None) -> Dataset:
+        """Publish through the ledger directory ``ledger`` (None: keep the one in memory)."""
+        if ledger is not None:
+            gate = self._gate
+            self._gate = ReleaseGate(
+                self._con, FileLedger(Path(ledger)), gate.k, gate.key_id, DataVersion.of_connection(self._con)
+            )
+        return self
 
     # contents -----------------------------------------------------------------------------
 
@@ -444,6 +504,27 @@ class Dataset:
 
     # analytics -------------------------------------------------------------------------------
 
+    def _k(self, k: int | None) -> int:
+        """The k of one call: the policy's, or higher (the policy's k is a floor)."""
+        if k is None:
+            return self._policy.k
+        if isinstance(k, bool) or not isinstance(k, int):
+            raise ValueError(f"k must be a whole number, got {k!r}")
+        if k < self._policy.k:
+            raise ValueError(
+                f"k={k} is below the policy's k={self._policy.k}: the policy's k is a floor, a call may only "
+                "raise it (change the policy to publish at a lower k)"
+            )
+        return k
+
+    @contextlib.contextmanager
+    def releasing(self) -> Iterator[Session]:
+        """Publish several answers as one release: everything asked inside the block is audited
+        with everything released before and with each other, and recorded together when the
+        block ends (nothing of it if it raises). A report uses one."""
+        with self._lock, self._gate.session() as session:
+            yield session
+
     @_serialised
     def cohorts(
         self,
@@ -457,147 +538,73 @@ class Dataset:
     ) -> CohortTable:
         """A protected cohort table over 1 to 4 dimensions.
 
-        ``k`` defaults to the policy's; ``where`` restricts the population (``{dimension:
-        [categories]}``; a filtered dimension in ``by`` shows only its selected categories);
-        inactive identities are left out unless the policy includes them. ``protect`` is
-        ``"suppress"`` (primary and secondary cell suppression), ``"round"`` (counts rounded
-        to ``base``, default k) or ``"suppress+round"``.
+        ``k`` defaults to the policy's and may only raise it; ``where`` restricts the
+        population (``{dimension: [categories]}``; a filtered dimension in ``by`` shows only its
+        selected categories); inactive identities are left out unless the policy includes
+        them. ``protect`` is ``"suppress"`` (primary and secondary cell suppression),
+        ``"round"`` (counts rounded to ``base``, default k) or ``"suppress+round"``.
 
-        A filtered table is a population like a segment: its published cells pass the
-        differencing guard (see :meth:`segment`), so two filters that differ by fewer than k
-        people cannot be subtracted.
+        The table is then published through the release gate: audited jointly with every
+        table, segment, member list and count released before (this Dataset's ledger, or the
+        store's), it suppresses more cells until no group of 1 to k-1 people can be narrowed
+        below k. Asked again, the same table comes back as it was released.
         """
-        table = self._cohorts(by, k, margins=margins, where=where, protect=protect, base=base)
-        if table.filters:
-            label = f"cohort table filtered by {json.dumps(table.filters, sort_keys=True)}"
-        else:
-            label = f"cohort table by {', '.join(table.by)}"
-        return self._release_table(table, table.filters, label)
+        spec = Cohort(by=by, k=k, margins=margins, where=where, protect=protect, base=base)
+        return self.cohort_tables([spec])[0]
 
-    def _cohorts(self, by: Sequence[str] | str, k: int | None = None, **options: Any) -> CohortTable:
-        """A protected table (options of :func:`compute_cohorts`), without the guard."""
-        k = self._policy.k if k is None else k
-        return compute_cohorts(
-            self._con, self._vocabulary, by, k, include_inactive=self._policy.include_inactive, **options
-        )
+    @_serialised
+    def cohort_tables(self, cohorts: Sequence[Cohort]) -> list[CohortTable]:
+        """Several protected tables, published together (one joint audit, one release)."""
+        specs = list(cohorts)
+        fresh = list(dict.fromkeys(s for s in specs if s not in self._answers))
+        if fresh:
+            inactive = self._policy.include_inactive
+            tables = [
+                compute_cohorts(
+                    self._con,
+                    self._vocabulary,
+                    spec.by,
+                    self._k(spec.k),
+                    margins=spec.margins,
+                    where=spec.filters or None,
+                    protect=spec.protect,
+                    base=spec.base,
+                    include_inactive=inactive,
+                )
+                for spec in fresh
+            ]
+            with self._gate.session() as session:
+                released = release_tables(session, tables, [s.name for s in fresh], inactive)
+                session.committed.append(lambda: self._answers.update(zip(fresh, released, strict=True)))
+        else:
+            released = []
+        answers = dict(zip(fresh, released, strict=True))
+        return [answers[s] if s in answers else self._answers[s] for s in specs]
 
     # segments and profiles ------------------------------------------------------------------
 
     @_serialised
     def segment(self, segment: Segment) -> SegmentResult:
-        """Size a segment under the privacy rules (size below k -> suppressed, differencing refused)."""
+        """Size a segment under the privacy rules: a size of 1 to k-1 is suppressed; a size that
+        would let a small group be narrowed with earlier releases is refused (PrivacyError)."""
         validate_filters(segment.where, self._vocabulary)
-        population = population_sql(segment.where, self._policy.include_inactive)
-        (size,) = self._con.execute(f"SELECT count(*) FROM ({population})").fetchall()[0]
-        k = self._policy.k
-        if 0 < size < k:
-            return SegmentResult(segment, self, None, True)
-        label = segment_label(segment)
-        self._ledger.release(population, size, k, f"the size of {label}", f"size of {label}")
-        return SegmentResult(segment, self, int(size), False)
-
-    @_serialised
-    def _segment_breakdown(self, segment: Segment, by: Sequence[str] | str, **kwargs: Any) -> CohortTable:
-        """The breakdown table, its releases checked by the differencing guard (all or nothing)."""
-        table = self._cohorts(by, where=segment.where, **kwargs)
-        return self._release_table(table, table.filters, f"breakdown of {segment_label(segment)}")
-
-    def _release_table(self, table: CohortTable, where: Mapping[str, Sequence[str]], label: str) -> CohortTable:
-        """Pass a table's releases through the differencing guard (all or nothing); returns
-        the table as released.
-
-        With exact counts (``protect="suppress"``) every published non-zero cell is a released
-        population (the filter plus the cell's categories). A cell that would differ from an
-        earlier release by 1 to k-1 people is suppressed too, and protected like a small one,
-        until none is left; a filtered table whose total would is refused, as a segment would
-        be. With rounding, the published cells still add up to a bound on the population's
-        size: a filtered table releases that size, and an unfiltered one (everyone counted)
-        nothing new.
-        """
         inactive = self._policy.include_inactive
-        k = max(self._policy.k, table.k)
-        if table.base is not None:
-            if where:
-                population = population_sql(where, inactive)
-                (size,) = self._con.execute(f"SELECT count(*) FROM ({population})").fetchall()[0]
-                self._ledger.release(population, size, k, f"the {label}", f"size of the {label}")
-            return table
-        asked = _signature(table)
-        if asked in self._settled:  # asked before: released as it was then
-            return self._settled[asked]
-        counted = filter_sql(where, inactive)
-        rows = f"(SELECT * FROM {ANALYTICS_TABLE} {counted})"
-        grouped = f"SELECT pseudonym, {', '.join(table.by)} FROM {ANALYTICS_TABLE} {counted}"
-        hidden: set[tuple[tuple[str, str], ...]] = set()
-        for _ in range(_MAX_LINKED_ROUNDS):
-            if table.suppressed.all():
-                return table
-            cells = self._published_cells(table, label)
-            try:
-                if where:
-                    self._ledger.release_cells(grouped, table.by, cells, k, rows)
-                else:
-                    narrow = self._ledger.narrow_cells(table.by, cells, counted, k)
-                    if narrow:
-                        raise NarrowCells(narrow)
-                    self._check_known_margins(table, label, k)
-                    self._ledger.record_cube(table.by, cells, self._withheld(table))
-                self._settled[asked] = self._settled[_signature(table)] = table
-                return table
-            except NarrowCells as narrow:
-                hidden |= {population_key(table.by, cells[i].categories) for i in narrow.cells}
-                options = {"margins": table.margins, "protect": table.protect, "hidden": hidden}
-                table = self._cohorts(table.by, table.k, where=dict(where) or None, **options)
-        raise PrivacyError(
-            f"refused: the {label} could not be protected against the tables and segments released before "
-            f"in {_MAX_LINKED_ROUNDS} rounds of suppression; ask it on a fresh Dataset"
-        )
+        size = segment_size(self._con, segment, inactive)
+        if 0 < size < self._policy.k:
+            return SegmentResult(segment, self, None, True)
+        key = ("size", _where_key(segment.where))
+        if key not in self._answers:
+            with self._gate.session() as session:
+                release_size(session, segment, size, inactive)
+                session.committed.append(lambda: self._answers.__setitem__(key, size))
+        return SegmentResult(segment, self, size, False)
 
-    def _check_known_margins(self, table: CohortTable, label: str, k: int) -> None:
-        """Refuse a table whose suppressed cells earlier tables would help recover.
-
-        A cell this table suppresses may have been published by an earlier unfiltered table
-        (a margin of this cube): the attacker knows it. The table's own protection did not
-        count on that, so its suppressed cells are audited again with those cells known.
-        """
-        if not table.margins or not table.suppressed.any():
-            return
-        known = self._ledger.published_keys()
-        keys = [population_key(table.by, self._categories(table, cell)) for cell in range(table.grid.n_cells)]
-        published_before = table.suppressed & np.array([key in known for key in keys], dtype=bool)
-        if not published_before.any():
-            return
-        hidden = table.suppressed & ~published_before
-        lo, hi = attacker_intervals(table.grid, hidden)
-        if (hi[hidden] - lo[hidden] < k).any():
-            raise PrivacyError(
-                f"refused: the {label} suppresses cells that earlier tables published; with those known, "
-                f"its other suppressed cells could be narrowed below k={k}. Ask the table of more dimensions "
-                "first, or on a fresh Dataset"
-            )
-
-    @staticmethod
-    def _categories(table: CohortTable, cell: int) -> tuple[str | None, ...]:
-        """Per dimension of the table, the category of one cell (None where aggregated away)."""
-        codes = table.grid.codes[cell].tolist()
-        return tuple(cats[c] if c >= 0 else None for cats, c in zip(table.categories, codes, strict=True))
-
-    @classmethod
-    def _withheld(cls, table: CohortTable) -> list[tuple[tuple[str, str], ...]]:
-        """The populations a table suppressed that are not empty (by the categories they name)."""
-        hidden = np.flatnonzero(table.suppressed & (table.grid.counts > 0)).tolist()
-        return [population_key(table.by, cls._categories(table, cell)) for cell in hidden]
-
-    @classmethod
-    def _published_cells(cls, table: CohortTable, label: str) -> list[Cell]:
-        """The populations a table releases: its published non-zero cells."""
-        cells = []
-        for cell in np.flatnonzero(~table.suppressed & (table.published > 0)).tolist():
-            categories = cls._categories(table, cell)
-            named = ", ".join(f"{d}={v}" for d, v in zip(table.by, categories, strict=True) if v is not None)
-            cell_label = f"cell {named} of the {label}" if named else label
-            cells.append(Cell(categories, int(table.published[cell]), cell_label))
-        return cells
+    def _segment_breakdown(self, segment: Segment, by: Sequence[str] | str, **options: Any) -> CohortTable:
+        """A cohort table of the segment's members (a filtered table, released like any)."""
+        validate_filters(segment.where, self._vocabulary)
+        name = f"breakdown of {segment_label(segment)} by {', '.join(validate_dimensions(by))}"
+        spec = Cohort(by=by, where=segment.where, name=name, **options)
+        return self.cohort_tables([spec])[0]
 
     @_serialised
     def _segment_members(self, segment: Segment, allow_minors: bool) -> pa.Table:
@@ -607,42 +614,28 @@ class Dataset:
                 "refused: this store predates the record of minors and was opened with another pseudonym "
                 "key, so minors cannot be left out of member lists; open it with the key it was written with"
             )
-        population = population_sql(segment.where, self._policy.include_inactive, adults_only=not allow_minors)
-        (size,) = self._con.execute(f"SELECT count(*) FROM ({population})").fetchall()[0]
-        k = self._policy.k
-        if size < k:
-            raise PrivacyError(
-                f"refused: {segment_label(segment)} has fewer than k={k} members"
-                + ("" if allow_minors else " once minors are left out")
-                + "; member lists are released only for at least k members"
-            )
-        label = segment_label(segment)
-        self._ledger.release(population, size, k, f"the member list of {label}", f"member list of {label}")
-        return self._con.sql(f"SELECT pseudonym FROM ({population}) ORDER BY pseudonym").to_arrow_table()
+        key = ("members", _where_key(segment.where), allow_minors)
+        if key not in self._answers:
+            inactive = self._policy.include_inactive
+            with self._gate.session() as session:
+                members = release_members(self._con, session, segment, self._policy.k, inactive, allow_minors)
+                session.committed.append(lambda: self._answers.__setitem__(key, members))
+            return members
+        cached: pa.Table = self._answers[key]
+        return cached
 
     @_serialised
     def overlap(self, segments: Sequence[Segment]) -> OverlapTable:
         """A protected table of the pairwise intersections of segments (sizes on the diagonal).
 
-        Every published size and intersection passes the differencing guard, against earlier
-        releases and against each other (a segment nested in another, one person smaller, is
-        refused just as two ``segment()`` calls would be).
+        The table is published through the release gate as a whole: if any of its sizes or
+        intersections, with everything released before, would let a group of 1 to k-1 people
+        be narrowed below k, it is refused (PrivacyError naming the earlier release).
         """
-        k, inactive = self._policy.k, self._policy.include_inactive
-        table = compute_overlap(self._con, segments, self._vocabulary, k, inactive)
-        populations = [population_sql(s.where, inactive) for s in segments]
-        cells = sorted(zip(*np.nonzero(~table.suppressed), strict=True), key=lambda ij: (ij[0] != ij[1], ij))
-        with self._ledger.all_or_nothing():
-            for i, j in cells:
-                if i > j:
-                    continue
-                a, b = segments[i], segments[j]
-                if i == j:
-                    population, label = populations[i], f"size of {segment_label(a)}"
-                else:
-                    population = f"{populations[i]} INTERSECT {populations[j]}"
-                    label = f"overlap of {segment_label(a)} and {segment_label(b)}"
-                self._ledger.release(population, int(table.counts[i, j]), k, f"the {label} in an overlap table", label)
+        inactive = self._policy.include_inactive
+        table = compute_overlap(self._con, segments, self._vocabulary, self._policy.k, inactive)
+        with self._gate.session() as session:
+            release_overlap(session, table, segments, inactive)
         return table
 
     @property
@@ -660,14 +653,27 @@ class Dataset:
 
     @_serialised
     def risk(self, quasi_identifiers: Sequence[str], sensitive: str | None = None, k: int | None = None) -> RiskReport:
-        """k-anonymity of the counted identities over ``quasi_identifiers``; l-diversity of ``sensitive``."""
-        return compute_risk(
-            self._con,
-            quasi_identifiers,
-            sensitive,
-            self._policy.k if k is None else k,
-            self._policy.include_inactive,
-        )
+        """k-anonymity of the counted identities over ``quasi_identifiers``; l-diversity of ``sensitive``.
+
+        Classes below k are counted, never sized; the number of records is published through
+        the release gate like a segment's size.
+        """
+        inactive = self._policy.include_inactive
+        report = compute_risk(self._con, quasi_identifiers, sensitive, self._k(k), inactive)
+        with self._gate.session() as session:
+            total = Block.count("records of a risk report", counted_population({}, inactive), report.records)
+            session.publish_counts([total], f"the risk report over {', '.join(report.quasi_identifiers)}")
+        return report
+
+    def audit_measures(self) -> dict[str, int]:
+        """The joint audits run so far by this Dataset: audits, LP solves, simplex iterations,
+        and the atoms, classes and rows of the last one (for the audit record and benchmarks)."""
+        return dataclasses.asdict(self._gate.measures)
+
+    @property
+    def ledger(self) -> Ledger:
+        """The release ledger this Dataset publishes through (its store's, a directory, or memory)."""
+        return self._gate.ledger
 
     @_serialised
     def __len__(self) -> int:
@@ -692,10 +698,9 @@ class Dataset:
         )
 
 
-def _signature(table: CohortTable) -> tuple[Any, ...]:
-    """What a protected table publishes, as a key: the same key, the same release."""
-    options = (table.by, table.categories, tuple(sorted(table.filters.items())), table.k, table.margins)
-    return (*options, table.protect, table.base, table.published.tobytes(), table.suppressed.tobytes())
+def _where_key(where: Mapping[str, Sequence[str]]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """A filter as a key (the same categories in any order, the same population)."""
+    return tuple(sorted((d, tuple(sorted(v))) for d, v in where.items()))
 
 
 def _check_analytics_layout(

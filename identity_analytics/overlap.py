@@ -3,22 +3,25 @@
 For segments A and B the table publishes |A| (diagonal) and |A ∩ B|. From those an attacker
 also knows |A \\ B| = |A| - |A ∩ B|, so an intersection is published only when it and both
 differences it reveals are 0 or at least k; a size is published only when it is 0 or at
-least k.
+least k. The table is then published through the release gate as a whole (every size and
+intersection a count of its population), or refused.
 """
 
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 
-from identity_analytics.cohorts import _in_list, counted_states_sql, validate_filters
+from identity_analytics.cohorts import _in_list, counted_population, counted_states_sql, validate_filters
 from identity_analytics.loaders.projection import ANALYTICS_TABLE
-from identity_analytics.segments import Segment
+from identity_analytics.release.blocks import Block
+from identity_analytics.release.gate import Session
+from identity_analytics.segments import Segment, segment_label
 from identity_analytics.vocabulary import Vocabulary
 
 if TYPE_CHECKING:
@@ -117,3 +120,29 @@ def compute_overlap(
             )
             suppressed[i, j] = bool(_small(x, k) or reveals_small_difference)
     return OverlapTable(names, k, np.where(suppressed, 0, counts), suppressed, sql)
+
+
+def intersection(a: Mapping[str, Sequence[str]], b: Mapping[str, Sequence[str]]) -> dict[str, tuple[str, ...]]:
+    """The population in both ``a`` and ``b`` (a dimension both restrict keeps what both accept)."""
+    both = {d: tuple(v) for d, v in a.items()}
+    for dim, values in b.items():
+        both[dim] = tuple(v for v in both[dim] if v in set(values)) if dim in both else tuple(values)
+    return both
+
+
+def release_overlap(
+    session: Session, table: OverlapTable, segments: Sequence[Segment], include_inactive: bool
+) -> None:
+    """Publish an overlap table through the release gate: all its counts, or none (refused)."""
+    blocks = []
+    for i, j in zip(*np.nonzero(~table.suppressed), strict=True):
+        if i > j:
+            continue
+        a, b = segments[int(i)], segments[int(j)]
+        where: Mapping[str, Sequence[str]]
+        if i == j:
+            where, label = a.where, f"size of {segment_label(a)} in an overlap table"
+        else:
+            where, label = intersection(a.where, b.where), f"overlap of {segment_label(a)} and {segment_label(b)}"
+        blocks.append(Block.count(label, counted_population(where, include_inactive), int(table.counts[i, j])))
+    session.publish_counts(blocks, f"the overlap table of {', '.join(table.names)}")

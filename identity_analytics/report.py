@@ -32,10 +32,11 @@ from pydantic import (
 )
 
 from identity_analytics.atomic import atomic_directory
-from identity_analytics.cohorts import PROTECT_MODES, CohortTable
+from identity_analytics.cohorts import PROTECT_MODES, Cohort, CohortTable
 from identity_analytics.dataset import Dataset
+from identity_analytics.errors import PrivacyError
 from identity_analytics.segments import Segment
-from identity_analytics.store import MANIFEST
+from identity_analytics.store import LEDGER_DIR, MANIFEST
 from identity_analytics.vocabulary import DIMENSIONS, Vocabulary
 
 
@@ -133,6 +134,11 @@ class CohortSpec(_Filtered):
             raise ValueError(f"protect must be one of {list(PROTECT_MODES)}")
         return protect
 
+    def cohort(self) -> Cohort:
+        """The table to compute (named by the report's name for it in the release ledger)."""
+        return Cohort(by=self.by, k=self.k, margins=self.margins, where=self.where, protect=self.protect,
+                      base=self.base, name=f"table {self.name}")  # fmt: skip
+
 
 class SegmentSpec(_Filtered):
     """A segment of the report: its size and optional breakdowns."""
@@ -151,11 +157,16 @@ class SegmentSpec(_Filtered):
 
 
 class InputSpec(_Strict):
-    """Where the data comes from: files (identities, optional demographics) or a store."""
+    """Where the data comes from: files (identities, optional demographics) or a store.
+
+    A store publishes through its own release ledger; files through ``ledger`` (a directory
+    kept across runs) or, without one, a ledger that lives only as long as the run.
+    """
 
     identities: list[str] = Field(default_factory=list)
     demographics: list[str] = Field(default_factory=list)
     store: str | None = None
+    ledger: str | None = None
 
     @field_validator("identities", "demographics", mode="before")
     @classmethod
@@ -168,6 +179,8 @@ class InputSpec(_Strict):
             raise ValueError("give either identities (with optional demographics) or a store")
         if self.store and self.demographics:
             raise ValueError("demographics go with identities files, not with a store")
+        if self.store and self.ledger:
+            raise ValueError("a store keeps its own release ledger: give a ledger only with identities files")
         return self
 
 
@@ -242,6 +255,7 @@ class ReportConfig(_Strict):
             identities=[resolve(p) for p in spec.identities],
             demographics=[resolve(p) for p in spec.demographics],
             store=resolve(spec.store) if spec.store else None,
+            ledger=resolve(spec.ledger) if spec.ledger else None,
         )
         return self.model_copy(update={"input": resolved})
 
@@ -268,11 +282,15 @@ def sha256_of(path: Path) -> str:
 
 
 def input_files(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
-    """Each input file (a store: each of its files) with size and sha256."""
+    """Each input file (a store: each of its data files, not its release ledger) with size and sha256."""
     files: list[Path] = []
     for item in paths:
         path = Path(item)
-        files.extend(sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path])
+        if path.is_dir():
+            data = (p for p in path.rglob("*") if p.is_file() and p.relative_to(path).parts[0] != LEDGER_DIR)
+            files.extend(sorted(data))
+        else:
+            files.append(path)
     return [{"path": str(p), "bytes": p.stat().st_size, "sha256": sha256_of(p)} for p in files]
 
 
@@ -295,7 +313,9 @@ def _chart(table: CohortTable) -> str:
 def _table_audit(name: str, table: CohortTable) -> dict[str, Any]:
     cells = table.to_arrow()
     suppressed = [
-        {**{d: row[d] for d in table.by}, "reason": row["reason"]} for row in cells.to_pylist() if row["suppressed"]
+        {**{d: row[d] for d in table.by}, "reason": reason}
+        for row, reason in zip(cells.to_pylist(), table.reasons(), strict=True)
+        if row["suppressed"]
     ]
     audit = table.audit()
     widths = audit.column("width").to_pylist()
@@ -391,21 +411,29 @@ def write_report(
     from identity_analytics import __version__
 
     out = Path(out)
-    # tables of more dimensions first: the smaller ones then keep their suppressions, where the
-    # other order could have a larger table refused for margins the smaller ones published
-    computed = {
-        spec.name: dataset.cohorts(
-            spec.by, k=spec.k, margins=spec.margins, where=spec.where or None, protect=spec.protect, base=spec.base
+    # everything of the report is one release: audited together with each other and with
+    # everything released before, recorded together once the whole report is computed
+    with dataset.releasing():
+        tables = dict(
+            zip(
+                [spec.name for spec in config.cohorts],
+                dataset.cohort_tables([spec.cohort() for spec in config.cohorts]),
+                strict=True,
+            )
         )
-        for spec in sorted(config.cohorts, key=lambda spec: -len(spec.by))
-    }
-    tables = {spec.name: computed[spec.name] for spec in config.cohorts}
-    segments, breakdowns = [], {}
-    for spec in config.segments:
-        result = dataset.segment(spec.segment())
-        segments.append({"name": spec.name, "where": spec.where, "size": result.size, "suppressed": result.suppressed})
-        for dim in spec.breakdown:
-            breakdowns[f"{spec.name}-by-{dim}"] = result.breakdown(dim)
+        segments: list[dict[str, Any]] = []
+        breakdowns: dict[str, CohortTable] = {}
+        for spec in config.segments:
+            try:
+                result = dataset.segment(spec.segment())
+            except PrivacyError as error:  # withheld: the reason is the operator's, in audit.json
+                segments.append({"name": spec.name, "where": spec.where, "size": None, "suppressed": True,
+                                 "withheld": str(error)})  # fmt: skip
+                continue
+            segments.append({"name": spec.name, "where": spec.where, "size": result.size,
+                             "suppressed": result.suppressed})  # fmt: skip
+            for dim in spec.breakdown:
+                breakdowns[f"{spec.name}-by-{dim}"] = result.breakdown(dim)
     audit: dict[str, Any] = {
         "library_version": __version__,
         "generated_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -420,6 +448,11 @@ def write_report(
         "load_report": dataset.load_report.model_dump(mode="json", exclude={"other_values"}),
         "tables": [_table_audit(name, table) for name, table in {**tables, **breakdowns}.items()],
         "segments": segments,
+        "release": {
+            "ledger": dataset.ledger.description,
+            "releases_recorded": dataset.ledger.state().releases,
+            "joint_audit": dataset.audit_measures(),
+        },
     }
     with atomic_directory(out, marker="audit.json", what="report", overwrite=overwrite) as work:
         (work / "cohorts").mkdir()

@@ -3,6 +3,12 @@
 The equivalence classes are the groups of identities sharing every quasi-identifier value;
 a class smaller than k lets an attacker who knows those values single out its members, and
 a class whose sensitive attribute takes fewer than l distinct values discloses it.
+
+The report is published like any answer: it must not give away the size of a small class.
+So classes below k are counted, never sized (``smallest_class`` is ``None`` below k), the
+sizes of the others are given in bands of at least k (so that the records in small classes
+cannot be recovered as the total minus the others), and ``records_below_k`` is rounded up to
+a multiple of k. Its total of records passes the release gate as a count.
 """
 
 from __future__ import annotations
@@ -28,10 +34,13 @@ class RiskReport(BaseModel):
     records: int
     classes: int
     smallest_class: int | None
+    """The size of the smallest class; None when it is below k (a small class is never sized)."""
     classes_below_k: int
     records_below_k: int
-    class_sizes: dict[int, int]
-    """Number of equivalence classes of each size."""
+    """Records in classes below k, rounded up to a multiple of k (0 when there are none)."""
+    class_sizes: dict[str, int]
+    """Number of equivalence classes per band of sizes: ``"1-9"`` (below k = 10), then bands
+    of at least k (``"10-19"``, ``"20-49"``, ``"50-99"``, ``"100-199"``, ...)."""
     l_diversity: int | None
     """Fewest distinct values of ``sensitive`` in any class (distinct l-diversity)."""
     l_histogram: dict[int, int]
@@ -47,8 +56,9 @@ class RiskReport(BaseModel):
         lines = [
             f"quasi-identifiers {', '.join(self.quasi_identifiers)}: "
             f"{self.records:,} records, {self.classes:,} classes",
-            f"smallest class {self.smallest_class}; {self.classes_below_k:,} classes "
-            f"({self.records_below_k:,} records) below k={self.k} -> {verdict}",
+            f"smallest class {self.smallest_class if self.smallest_class is not None else f'below k={self.k}'}; "
+            f"{self.classes_below_k:,} classes (at most {self.records_below_k:,} records) below k={self.k} "
+            f"-> {verdict}",
         ]
         if self.sensitive is not None:
             lines.append(f"distinct l-diversity of {self.sensitive}: l = {self.l_diversity}")
@@ -84,16 +94,36 @@ def compute_risk(
     sizes = dict(con.execute(f"SELECT size, count(*) FROM ({classes}) GROUP BY size ORDER BY size").fetchall())
     ls = dict(con.execute(f"SELECT l, count(*) FROM ({classes}) WHERE l IS NOT NULL GROUP BY l ORDER BY l").fetchall())
     below = {s: n for s, n in sizes.items() if s < k}
+    in_small = sum(s * n for s, n in below.items())
+    smallest = min(sizes) if sizes else None
     return RiskReport(
         quasi_identifiers=qis,
         sensitive=sensitive,
         k=k,
         records=sum(s * n for s, n in sizes.items()),
         classes=sum(sizes.values()),
-        smallest_class=min(sizes) if sizes else None,
+        smallest_class=smallest if smallest is None or smallest >= k else None,
         classes_below_k=sum(below.values()),
-        records_below_k=sum(s * n for s, n in below.items()),
-        class_sizes={int(s): int(n) for s, n in sizes.items()},
+        records_below_k=-(-in_small // k) * k,
+        class_sizes=size_bands(sizes, k),
         l_diversity=min(ls) if ls else None,
         l_histogram={int(v): int(n) for v, n in ls.items()},
     )
+
+
+def size_bands(sizes: dict[int, int], k: int) -> dict[str, int]:
+    """Classes counted per band of sizes: below k, then [k, 2k), [2k, 5k), [5k, 10k), [10k, 20k), ..."""
+    bands: dict[str, int] = {}
+    for size, classes in sorted(sizes.items()):
+        if size < k:
+            lo, hi = 1, k - 1
+        else:
+            lo, step = k, 0
+            while True:
+                hi = k * (2, 5, 10)[step % 3] * 10 ** (step // 3) - 1
+                if size <= hi:
+                    break
+                lo, step = hi + 1, step + 1
+        key = f"{lo}-{hi}"
+        bands[key] = bands.get(key, 0) + int(classes)
+    return bands

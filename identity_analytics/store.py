@@ -3,21 +3,31 @@
 A store is a directory: ``manifest.json`` plus one Parquet file per table, written
 atomically (:mod:`identity_analytics.atomic`). The manifest records the library version,
 the reference date, the policy settings (never the key; a key fingerprint tells whether
-pseudonyms join), the vocabulary and the load report.
+pseudonyms join), the vocabulary, the load report and the data's fingerprint (the epoch its
+releases are counted at).
+
+A store also keeps the release ledger of everything published from it (``ledger/``, see
+:mod:`identity_analytics.release.ledger`). Replacing a store (``overwrite=True``, a nightly
+load) holds the ledger's lock and carries the ledger into the new store, so releases of the
+new data are audited against the old ones; a Dataset still open over the replaced data is
+refused further releases.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
+import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow.parquet as pq
 
 from identity_analytics.atomic import atomic_directory
-from identity_analytics.errors import LoadError
+from identity_analytics.errors import LoadError, PrivacyError
 from identity_analytics.load_report import LoadReport
 from identity_analytics.loaders.projection import (
     ANALYTICS_TABLE,
@@ -28,6 +38,9 @@ from identity_analytics.loaders.projection import (
     create_enum_types,
 )
 from identity_analytics.policy import PrivacyPolicy, PseudonymKeyWarning
+from identity_analytics.release.atoms import data_fingerprint
+from identity_analytics.release.gate import DataVersion
+from identity_analytics.release.ledger import FileLedger, carry, hold
 from identity_analytics.vocabulary import Vocabulary
 
 if TYPE_CHECKING:
@@ -38,6 +51,7 @@ if TYPE_CHECKING:
 STORE_FORMAT = "identity-analytics-store"
 STORE_VERSION = 1
 MANIFEST = "manifest.json"
+LEDGER_DIR = "ledger"
 _FILES = {
     "identities": "identities.parquet",
     "profiles": "profiles.parquet",
@@ -57,7 +71,22 @@ def _literal(path: Path) -> str:
 
 
 def save_store(dataset: Dataset, path: Path, *, overwrite: bool) -> Path:
-    """Write ``dataset`` to ``path`` atomically; refuse to replace a store unless ``overwrite``."""
+    """Write ``dataset`` to ``path`` atomically; refuse to replace a store unless ``overwrite``.
+
+    The store's ledger (if it has one) is held while the new store is swapped in and carried
+    into it; afterwards ``dataset`` publishes through it, with its own earlier releases added.
+    """
+    ledger = path / LEDGER_DIR
+    replacing = (path / MANIFEST).is_file() and ledger.is_dir()
+    with hold(ledger) if replacing else contextlib.nullcontext(), _saving(dataset, path, overwrite) as work:
+        if replacing:
+            carry(ledger, work / LEDGER_DIR)
+    dataset._publish_through_store(path, _store_data(dataset.connection, path))
+    return path
+
+
+@contextlib.contextmanager
+def _saving(dataset: Dataset, path: Path, overwrite: bool) -> Iterator[Path]:
     with atomic_directory(path, marker=MANIFEST, what="store", overwrite=overwrite) as work:
         con = dataset.connection
         con.execute(f"COPY {ANALYTICS_TABLE} TO {_literal(work / _FILES['identities'])} (FORMAT parquet)")
@@ -79,9 +108,55 @@ def save_store(dataset: Dataset, path: Path, *, overwrite: bool) -> Path:
                 "minors": {"file": _FILES["minors"]},
                 "quarantine": {"file": _FILES["quarantine"], "rows": dataset.quarantine.num_rows},
             },
+            "fingerprint": data_fingerprint(con),
         }
         (work / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", "utf-8")
-    return path
+        yield work
+
+
+def _manifest_identity(path: Path) -> tuple[Any, Any]:
+    """What tells one version of a store from the next (its data's fingerprint, its writing time)."""
+    try:
+        manifest = json.loads((path / MANIFEST).read_text("utf-8"))
+    except (OSError, ValueError):
+        return (None, None)
+    return (manifest.get("fingerprint"), manifest.get("created_at"))
+
+
+def _store_data(con: duckdb.DuckDBPyConnection, path: Path) -> DataVersion:
+    """The data of the store at ``path`` as the release gate sees it: its fingerprint, a
+    snapshot by hard links to its files, and a check that the store was not replaced since."""
+    identity = _manifest_identity(path)
+    fingerprint = identity[0]
+
+    def epoch() -> str:
+        return str(fingerprint) if fingerprint else data_fingerprint(con)
+
+    def snapshot(folder: Path) -> None:
+        for name in ("identities", "minors"):
+            source = path / _FILES[name]
+            if source.is_file():
+                try:
+                    os.link(source, folder / source.name)
+                    continue
+                except OSError:
+                    pass
+            table = ANALYTICS_TABLE if name == "identities" else MINORS_TABLE
+            con.execute(f"COPY (SELECT * FROM {table}) TO {_literal(folder / source.name)} (FORMAT parquet)")
+
+    def still_current() -> None:
+        if _manifest_identity(path) != identity:
+            raise PrivacyError(
+                f"refused: the store {path} was replaced since this Dataset read it; its answers would be "
+                "recorded against data the store no longer holds. Open the store again"
+            )
+
+    return DataVersion(epoch=epoch, snapshot=snapshot, still_current=still_current)
+
+
+def store_ledger(path: Path) -> FileLedger:
+    """The release ledger of the store at ``path``."""
+    return FileLedger(path / LEDGER_DIR, what=f"the release ledger of the store {path}")
 
 
 def open_store(cls: type[Dataset], path: Path, policy: PrivacyPolicy | None) -> Dataset:
@@ -137,9 +212,18 @@ def open_store(cls: type[Dataset], path: Path, policy: PrivacyPolicy | None) -> 
             source=str(path),
         ) from None
     report = LoadReport.model_validate(manifest["load_report"])
-    dataset = cls(con, policy, vocabulary, reference_date, report, quarantine)
-    dataset._minors_known = minors_known
-    return dataset
+    return cls(
+        con,
+        policy,
+        vocabulary,
+        reference_date,
+        report,
+        quarantine,
+        ledger=store_ledger(path),
+        data=_store_data(con, path),
+        key_id=settings.get("pseudonym_key_id") or policy.key_id(),
+        minors_known=minors_known,
+    )
 
 
 def _open_minors(

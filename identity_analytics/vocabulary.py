@@ -40,6 +40,8 @@ AGE_BAND_STARTS: tuple[tuple[str, int], ...] = (
     ("_55_to_64", 55),
     ("_65_plus", 65),
 )
+#: The youngest band: its members are minors, left out of member lists unless allowed.
+MINOR_BAND = AGE_BAND_STARTS[0][0]
 
 #: Identity states (Kratos' two): only active identities (and those without a state) are
 #: counted unless the policy includes inactive ones, so the vocabulary of ``state`` is fixed.

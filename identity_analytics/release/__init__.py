@@ -1,0 +1,1 @@
+"""Releases audited together: the ledger of everything published and the joint audit."""
