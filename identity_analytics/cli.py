@@ -44,6 +44,10 @@ out = Console()
 err = Console(stderr=True)
 _state = {"debug": False}
 T = TypeVar("T")
+NO_LEDGER_NOTE = (
+    "note: no --ledger: this run's answers are audited with each other only, not with earlier runs over the "
+    "same files; give --ledger DIR (or load the files into a store) to keep a release ledger"
+)
 
 IdentitiesOpt = Annotated[
     list[Path] | None, typer.Option("--identities", help="identities file(s) (NDJSON, JSON, Parquet; gzip)")
@@ -135,8 +139,10 @@ def _policy(k: int | None = None, include_inactive: bool = False) -> ia.PrivacyP
 
 def _dataset(
     identities: list[Path] | None, demographics: list[Path] | None, store: Path | None, policy: ia.PrivacyPolicy,
-    reference_date: datetime.date | None, ledger: Path | None = None,
+    reference_date: datetime.date | None, ledger: Path | None = None, *, publishes: bool = True,
 ) -> ia.Dataset:  # fmt: skip
+    """The Dataset of the input flags. Over files without ``--ledger``, a command that
+    publishes says on stderr that its answers are not audited against earlier runs."""
     if bool(identities) == bool(store):
         raise ValueError("give either --identities (with optional --demographics) or --store")
     if store is not None:
@@ -152,16 +158,13 @@ def _dataset(
             )
         return ds
     assert identities is not None
-    if ledger is None:
-        err.print(
-            "note: no --ledger: this run's answers are audited with each other only, not with earlier runs "
-            "over the same data; give --ledger DIR (or load the files into a store) to keep a release ledger",
-            highlight=False, soft_wrap=True, markup=False,
-        )  # fmt: skip
     with _status(_loading([*identities, *(demographics or [])])):
-        return ia.Dataset.from_files(
+        ds = ia.Dataset.from_files(
             identities, demographics or None, policy=policy, reference_date=reference_date, ledger=ledger
         )
+    if ledger is None and publishes:
+        err.print(NO_LEDGER_NOTE, highlight=False, soft_wrap=True, markup=False)
+    return ds
 
 
 def _ledger_of(store: Path | None, ledger: Path | None) -> FileLedger:
@@ -384,7 +387,7 @@ def profile(
     """Print a profile (or public profile) as JSON."""
 
     def body() -> None:
-        ds = _dataset(identities, demographics, store, _policy(), None)
+        ds = _dataset(identities, demographics, store, _policy(), None, publishes=False)
         view = ds.profiles.public(identity_id) if public else ds.profiles.get(identity_id)
         sys.stdout.write(json.dumps(view.to_json_dict(), indent=2, ensure_ascii=False) + "\n")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from identity_analytics.cli import app
+from identity_analytics.cli import NO_LEDGER_NOTE, app
 from tests.conftest import FIXTURES, SECRET_MARKER, TEST_KEY
 from tests.servers import (
     Faults,
@@ -197,8 +197,10 @@ def test_a_report_from_a_store_hashes_every_file_of_the_store(cli: CliRunner, tm
     result = cli.invoke(app, ["report", "--store", str(store), "--by", "age", "--out", str(tmp_path / "r")])
     assert result.exit_code == 0, result.output
     audit = json.loads((tmp_path / "r" / "audit.json").read_text())
-    files = sorted(p for p in store.rglob("*") if p.is_file())
+    # the store's data files, not its release ledger (which each run adds to)
+    files = sorted(p for p in store.rglob("*") if p.is_file() and p.relative_to(store).parts[0] != "ledger")
     assert len(files) >= 5 and store / "manifest.json" in files
+    assert (store / "ledger" / "log.jsonl").is_file()
     assert audit["inputs"] == [
         {"path": str(p), "bytes": p.stat().st_size, "sha256": hashlib.sha256(p.read_bytes()).hexdigest()} for p in files
     ]
@@ -213,8 +215,12 @@ def test_file_loads_print_only_the_result_when_stderr_is_not_a_terminal(cli: Cli
     assert result.exit_code == 0 and result.stderr == "", result.stderr
     assert result.stdout.splitlines()[-1] == f"store written to {tmp_path / 's'}" and "loading" not in result.stdout
     result = cli.invoke(app, ["report", *IDS, "--by", "age", "--out", str(tmp_path / "r")])
-    assert result.exit_code == 0 and result.stderr == "", result.stderr
+    # over files without a ledger, the one line on stderr says the run is audited on its own
+    assert result.exit_code == 0 and result.stderr == NO_LEDGER_NOTE + "\n", result.stderr
     assert result.stdout == f"report written to {tmp_path / 'r'}\n"
+    ledger = ["--ledger", str(tmp_path / "ledger")]
+    result = cli.invoke(app, ["report", *IDS, "--by", "age", "--out", str(tmp_path / "r2"), *ledger])
+    assert result.exit_code == 0 and result.stderr == "", result.stderr
 
 
 def test_file_loads_show_a_spinner_on_a_terminal(tmp_path: Path) -> None:

@@ -116,8 +116,8 @@ def data_fingerprint(con: duckdb.DuckDBPyConnection) -> str:
     columns = ", ".join(["pseudonym", *(f"{d}::VARCHAR" for d in DIMENSIONS)])
     rows = con.execute(
         f"SELECT count(*), bit_xor(h), sum(h % 4294967291) FROM (SELECT hash({columns}) AS h FROM {ANALYTICS_TABLE})"
-    ).fetchone()
-    minors = con.execute(f"SELECT count(*), bit_xor(hash(pseudonym)) FROM {MINORS_TABLE}").fetchone()
+    ).fetchall()[0]
+    minors = con.execute(f"SELECT count(*), bit_xor(hash(pseudonym)) FROM {MINORS_TABLE}").fetchall()[0]
     return hashlib.sha256(repr((rows, minors)).encode()).hexdigest()[:24]
 
 

@@ -7,7 +7,8 @@ or a batch of them (a report), is audited:
   of everything in the ledger, the session's earlier answers and the new cells. Cells whose
   publication would let an atom of 1 to k-1 people be narrowed below k are suppressed after
   all (one at a time, the smallest binding count first; the rows binding a narrow atom come
-  from the duals of its LP) until the audit passes; the caller hides them.
+  from the duals of its LP; after three tries for one atom, all its binding cells at once)
+  until the audit passes; the caller hides them.
 * :meth:`Session.publish_counts` (segment sizes, overlaps, risk totals): refused with
   :class:`PrivacyError` naming the earlier releases they would combine with.
 * :meth:`Session.publish_members`: the membership-pattern check of
@@ -43,6 +44,8 @@ logger = logging.getLogger(__name__)
 
 BoolArray = npt.NDArray[np.bool_]
 _ATOMS_KEPT = 4
+#: cells suppressed one at a time for a narrow class before all the cells binding it are
+_SINGLE_TRIES = 3
 
 
 @dataclass
@@ -213,7 +216,7 @@ class Session:
         sources = release.sources
         removable = np.array([all(b >= first for b, _ in src) for src in sources], dtype=bool)
         upper = release.problem.upper
-        seen: set[int] = set()
+        tries: dict[int, int] = {}
         what = " and ".join(b.label for b in new) or "the release"
         while True:
             narrow = self._narrow(auditor, what)
@@ -230,11 +233,11 @@ class Session:
                         f"of fewer than k={self.k} people be narrowed ({_named(everything, sources, found, first)}); "
                         "the operator may reset the ledger"
                     )
-                if found.cls in seen:  # narrow again after one cell: give way on all its binding cells
+                if tries.get(found.cls, 0) >= _SINGLE_TRIES:  # still narrow: give way on all its binding cells
                     chosen.update(candidates)
                 else:
                     chosen.add(min(candidates, key=lambda r: (upper[r], r)))
-                seen.add(found.cls)
+                tries[found.cls] = tries.get(found.cls, 0) + 1
             rows = sorted(chosen)
             auditor.free(rows)
             for row in rows:
@@ -286,4 +289,4 @@ def _named(everything: Sequence[Block], sources: list[list[tuple[int, int]]], fo
     if not earlier:
         return "on its own (its counts pin one another)"
     shown = ", ".join(earlier[:2]) + (f" and {len(earlier) - 2} more" if len(earlier) > 2 else "")
-    return f"together with the earlier released {shown}"
+    return f"together with what was released before: {shown}"

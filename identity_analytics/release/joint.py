@@ -111,7 +111,7 @@ class JointAuditor:
             h.setOptionValue("simplex_strategy", 4)  # primal: a new objective keeps the basis feasible
             n = p.n_classes
             pass_lp(h, np.zeros(n), np.zeros(n), np.full(n, INF), p.matrix,
-                    _finite(p.lower), _finite(p.upper))  # fmt: skip
+                    p.lower.astype(np.float64), p.upper.astype(np.float64))  # fmt: skip
             self._h = h
         return self._h
 
@@ -205,10 +205,6 @@ class JointAuditor:
             return None
         rows = np.unique(np.concatenate(binding)) if binding else np.zeros(0, dtype=np.int64)
         return Narrow(c, _snap(floor), _snap(float(self.highest[c])), rows.astype(np.int64))
-
-
-def _finite(values: FloatArray) -> FloatArray:
-    return np.where(np.isfinite(values), values, np.sign(values) * INF)
 
 
 def _snap(value: float) -> float:

@@ -53,16 +53,16 @@ class MemberPatterns:
     def check(self, members: pa.Table, k: int, what: str, lists: Sequence[MemberList]) -> None:
         """Refuse (:class:`PrivacyError`) a new list whose pieces would hold 1 to k-1 people."""
         self._stage(members)
-        row = self.con.execute(
+        rows = self.con.execute(
             f"""SELECT d.pattern, d.inside
             FROM {_DELTA} d LEFT JOIN {_SIZES} s USING (pattern)
             WHERE d.inside BETWEEN 1 AND $small OR (d.pattern IS NOT NULL AND s.n - d.inside BETWEEN 1 AND $small)
             LIMIT 1""",
             {"small": k - 1},
-        ).fetchone()
-        if row is None:
+        ).fetchall()
+        if not rows:
             return
-        pattern, inside = row
+        pattern, inside = rows[0]
         if pattern is None:
             piece = "people in no earlier list"
         else:
@@ -108,9 +108,9 @@ class MemberPatterns:
 
     def _lists_of(self, pattern: int, lists: Sequence[MemberList]) -> str:
         """The labels of the lists one class is in (found from one of its members)."""
-        row = self.con.execute(f"SELECT member FROM {_PATTERNS} WHERE pattern = ? LIMIT 1", [pattern]).fetchone()
-        if row is None:
+        rows = self.con.execute(f"SELECT member FROM {_PATTERNS} WHERE pattern = ? LIMIT 1", [pattern]).fetchall()
+        if not rows:
             return ""
-        example = pa.scalar(row[0], pa.binary())
+        example = pa.scalar(rows[0][0], pa.binary())
         labels = [m.label for m in lists if pc.any(pc.equal(m.table().column("member"), example)).as_py()]
         return ", ".join(labels[:3]) + (f" and {len(labels) - 3} more" if len(labels) > 3 else "")
