@@ -352,8 +352,9 @@ class CohortTable:
         ]
         suppressed = int(self.suppressed.sum())
         lines.append(
-            f"{self.grid.n_cells} cells, k={self.k}, {int(self.primary.sum())} primary + "
-            f"{suppressed - int(self.primary.sum())} secondary suppressions ({SUPPRESSED_MARK})"
+            # how many cells are below k (primary) is the operator's (audit()): published, it
+            # would say how many of the suppressed cells hold 1 to k-1 people
+            f"{self.grid.n_cells} cells, k={self.k}, {suppressed} suppressed ({SUPPRESSED_MARK})"
             + (f", counts rounded to base {self.base}" if self.base else "")
         )
         return "\n".join(lines)
