@@ -442,13 +442,6 @@ class Dataset:
         ledger = store_ledger(path)
         old = self._gate
         if not (isinstance(old.ledger, FileLedger) and old.ledger.root.resolve() == ledger.root.resolve()):
-            before = old.data.still_current
-
-            def still_current() -> None:
-                before()
-                data.still_current()
-
-            data = DataVersion(epoch=data.epoch, snapshot=data.snapshot, still_current=still_current)
             state = old.ledger.state()
             ledger.adopt(
                 state, epoch=data.epoch(), snapshot=data.snapshot, k=old.k, key_id=old.key_id,

@@ -154,9 +154,10 @@ def identity_rows(cells: Mapping[tuple[str, ...], int], dims: Sequence[str], *, 
 
     base = {d: "undetermined" for d in DIMENSIONS} | {"state": "active"}
     people = [base | r for r in rows(cells, dims)]
+    schema = pa.schema([(c, pa.string()) for c in ("pseudonym", *DIMENSIONS)])
     return pa.Table.from_pylist(
-        [{"pseudonym": POLICY.pseudonym(str(start + i)), **p} for i, p in enumerate(people)]
-    ).select(["pseudonym", *DIMENSIONS])
+        [{"pseudonym": POLICY.pseudonym(str(start + i)), **p} for i, p in enumerate(people)], schema=schema
+    )
 
 
 def dataset(cells: Mapping[tuple[str, ...], int], dims: Sequence[str], k: int = 10) -> ia.Dataset:
