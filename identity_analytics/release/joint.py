@@ -64,10 +64,10 @@ class Narrow:
 class JointAuditor:
     """Audits one joint problem; :meth:`free` rows, then :meth:`narrow` again."""
 
-    def __init__(self, problem: JointProblem, budget: int = WORK_BUDGET) -> None:
+    def __init__(self, problem: JointProblem, budget: int | None = None) -> None:
         self.problem = problem
         self.k = problem.k
-        self.budget = budget
+        self.budget = WORK_BUDGET if budget is None else budget
         self.work = 0
         self.solves = 0
         self.highest = problem.counts.copy()
