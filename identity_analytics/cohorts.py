@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, field_validator
 
@@ -32,6 +33,8 @@ from identity_analytics.protection import (
 from identity_analytics.release.blocks import Block
 from identity_analytics.release.gate import Session
 from identity_analytics.vocabulary import DIMENSIONS, IDENTITY_STATES, OTHER, UNDETERMINED, Vocabulary
+
+BoolArray = npt.NDArray[np.bool_]
 
 if TYPE_CHECKING:
     import duckdb
@@ -320,6 +323,15 @@ class CohortTable:
         )
         return block, cells
 
+    def protecting(self, cells: BoolArray) -> BoolArray:
+        """The cells to suppress so that this table, with ``cells`` (a mask) suppressed as well,
+        protects every suppressed cell on its own: its secondary suppression, run again with
+        everything suppressed so far kept (a table with margins and suppression; else ``cells``)."""
+        hidden: BoolArray = self.suppressed | cells
+        if "suppress" not in self.protect or not self.grid.is_margin.any():
+            return hidden
+        return np.asarray(secondary_suppression(self.grid, hidden, self.k) | hidden, dtype=bool)
+
     def with_suppressed(self, cells: np.ndarray) -> CohortTable:
         """The table with more cells suppressed (indices), as the joint audit asked."""
         if not len(cells):
@@ -435,9 +447,12 @@ def compute_cohorts(
     protect: str = "suppress",
     base: int | None = None,
     include_inactive: bool = False,
+    along: Sequence[CohortTable] = (),
 ) -> CohortTable:
     """Aggregate with one CUBE query, then protect the cells (of this table alone: the joint
-    audit with other releases is the release gate's)."""
+    audit with other releases is the release gate's). A cell that is a margin of a table of
+    ``along`` (tables of more dimensions over the same population, released with this one)
+    and suppressed there is suppressed here too."""
     dims = validate_dimensions(by)
     if k < 2:
         raise ValueError(f"k must be at least 2, got {k}")
@@ -459,7 +474,8 @@ def compute_cohorts(
     sql = cohort_sql(dims, filters, include_inactive, cube)
     grid = _grid(con.execute(sql).fetchall(), categories, cube)
     primary = primary_suppression(grid.counts, k) if "suppress" in protect else np.zeros(grid.n_cells, dtype=bool)
-    suppressed = secondary_suppression(grid, primary, k) if "suppress" in protect else primary
+    hidden = primary | suppressed_in(grid, dims, categories, filters, along) if "suppress" in protect else primary
+    suppressed = secondary_suppression(grid, hidden, k) if "suppress" in protect else primary
     if cube and not margins:
         interior = ~grid.is_margin
         grid = CellGrid(grid.shape, grid.codes[interior], grid.counts[interior])
@@ -480,6 +496,56 @@ def compute_cohorts(
         primary=np.asarray(primary, dtype=bool),
         published=np.asarray(published, dtype=np.int64),
     )
+
+
+def suppressed_in(
+    grid: CellGrid, by: tuple[str, ...], categories: tuple[tuple[str, ...], ...],
+    filters: Mapping[str, tuple[str, ...]], tables: Sequence[CohortTable],
+) -> np.ndarray:  # fmt: skip
+    """Cells of ``grid`` to hide up front, given ``tables`` of as many or more dimensions
+    released with it over the same or a nested population (one filter inside the other): a
+    cell that is a suppressed margin cell of one of them over the same population, and a cell
+    that differs from a published margin cell of one of them by 1 to k-1 people (the people
+    of one population and not the other). The joint audit would find both; found here, the
+    table's own secondary suppression protects them at once. A filter on one category of a
+    dimension another table is by counts as that category of it (a table filtered by
+    ``gender = female`` has the ``female`` cells of a table by gender as its margins)."""
+    mask = np.zeros(grid.n_cells, dtype=bool)
+    labels = [tuple(None if c < 0 else categories[j][c] for j, c in enumerate(row)) for row in grid.codes.tolist()]
+    for table in tables:
+        fixed = {d: v[0] for d, v in filters.items() if d not in by and d in table.by and len(v) == 1}
+        rest = {d: v for d, v in filters.items() if d not in fixed}
+        if not set(by) <= set(table.by) or set(fixed) & set(table.filters):
+            continue
+        same = dict(table.filters) == rest
+        inside, outside = _within(rest, table.filters), _within(table.filters, rest)
+        if not (same or inside or outside):
+            continue
+        named = [*by, *fixed]
+        columns = [table.by.index(d) for d in named]
+        others = [j for j in range(len(table.by)) if table.by[j] not in named]
+        codes = table.grid.codes
+        margin = (codes[:, others] < 0).all(axis=1)
+        theirs: dict[tuple[str | None, ...], int] = {}
+        for n in np.flatnonzero(margin).tolist():
+            row = codes[n]
+            theirs[tuple(None if row[c] < 0 else table.categories[c][row[c]] for c in columns)] = n
+        extra = tuple(fixed.values())
+        for n, key in enumerate(labels):
+            m = theirs.get(key + extra)
+            if m is None:
+                continue
+            if same:
+                mask[n] |= bool(table.suppressed[m])
+            elif not table.suppressed[m]:
+                difference = abs(int(table.grid.counts[m]) - int(grid.counts[n]))
+                mask[n] |= 0 < difference < table.k
+    return mask
+
+
+def _within(inner: Mapping[str, Sequence[str]], outer: Mapping[str, Sequence[str]]) -> bool:
+    """Whether the population filtered by ``inner`` lies inside the one filtered by ``outer``."""
+    return all(d in inner and set(inner[d]) <= set(v) for d, v in outer.items())
 
 
 def _check_base(protect: str, base: int | None, k: int) -> int | None:
@@ -540,5 +606,13 @@ def release_tables(
         )
         blocks.append(block)
         cells.append(published)
-    hidden = session.publish_cells(blocks)
+
+    def protect(i: int, going: BoolArray) -> BoolArray:
+        table, published = tables[i], cells[i]
+        mask = np.zeros(table.grid.n_cells, dtype=bool)
+        mask[published[going]] = True
+        wider: BoolArray = table.protecting(mask)[published]
+        return wider
+
+    hidden = session.publish_cells(blocks, protect)
     return [t.with_suppressed(c[h]) for t, c, h in zip(tables, cells, hidden, strict=True)]

@@ -552,20 +552,17 @@ class Dataset:
         fresh = list(dict.fromkeys(s for s in specs if s not in self._answers))
         if fresh:
             inactive = self._policy.include_inactive
-            tables = [
-                compute_cohorts(
-                    self._con,
-                    self._vocabulary,
-                    spec.by,
-                    self._k(spec.k),
-                    margins=spec.margins,
-                    where=spec.filters or None,
-                    protect=spec.protect,
-                    base=spec.base,
-                    include_inactive=inactive,
-                )
-                for spec in fresh
-            ]
+            # tables of more dimensions first, unfiltered before filtered: a later one keeps the
+            # suppressions of the margins it shares with them (see compute_cohorts' along)
+            fresh.sort(key=lambda spec: (-len(spec.by), len(spec.where)))
+            tables: list[CohortTable] = []
+            for spec in fresh:
+                table = compute_cohorts(
+                    self._con, self._vocabulary, spec.by, self._k(spec.k), margins=spec.margins,
+                    where=spec.filters or None, protect=spec.protect, base=spec.base, include_inactive=inactive,
+                    along=tables,
+                )  # fmt: skip
+                tables.append(table)
             with self._gate.session() as session:
                 released = release_tables(session, tables, [s.name for s in fresh], inactive)
                 session.committed.append(lambda: self._answers.update(zip(fresh, released, strict=True)))
@@ -658,9 +655,10 @@ class Dataset:
             session.publish_counts([total], f"the risk report over {', '.join(report.quasi_identifiers)}")
         return report
 
-    def audit_measures(self) -> dict[str, int]:
+    def audit_measures(self) -> dict[str, float]:
         """The joint audits run so far by this Dataset: audits, LP solves, simplex iterations,
-        and the atoms, classes and rows of the last one (for the audit record and benchmarks)."""
+        their wall time in seconds, and the atoms, classes and rows of the last one (for the
+        audit record and benchmarks)."""
         return dataclasses.asdict(self._gate.measures)
 
     @property

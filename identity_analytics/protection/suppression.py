@@ -644,8 +644,10 @@ class _Cover:
         self.pos_cuts = np.zeros((16, m))  # positive part (the trigger's entry is negative)
         self.trig = np.zeros(16, dtype=np.int64)
         self.n_cuts = 0
-        #: cells the greedy may not add (local search)
-        self.forbid = np.zeros(m, dtype=bool)
+        #: cells the greedy may not add (local search); never an empty cell: an attacker who
+        #: knows which groups are empty (as the release audit assumes) learns nothing from
+        #: its suppression, so it protects nothing
+        self.forbid = self.counts == 0
 
     def add_cut(self, trigger: int, cells: IntArray, coef: FloatArray, term: float) -> None:
         if self.n_cuts == self.cuts.shape[0]:

@@ -22,22 +22,24 @@ highest k the ledger's releases were audited at.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 import duckdb
 import numpy as np
 import numpy.typing as npt
-import pyarrow as pa
 
 from identity_analytics.errors import PrivacyError
 from identity_analytics.release.atoms import count_atoms, data_fingerprint, snapshot_data
 from identity_analytics.release.blocks import CURRENT_EPOCH, Block
 from identity_analytics.release.joint import AuditBudgetExceeded, JointAuditor, Narrow
 from identity_analytics.release.ledger import Ledger, MemberList, Transaction
-from identity_analytics.release.members import MEMBER_SQL, MemberPatterns
+from identity_analytics.release.members import MemberPatterns
 from identity_analytics.release.problem import Atoms, InconsistentLedger, ReleaseProblem, build_problem
 
 logger = logging.getLogger(__name__)
@@ -75,6 +77,8 @@ class _Measures:
     atoms: int = 0
     classes: int = 0
     rows: int = 0
+    #: wall time of the audits (atoms counted, LPs solved, member classes checked)
+    seconds: float = 0.0
 
 
 class ReleaseGate:
@@ -161,6 +165,24 @@ class ReleaseGate:
         return self._patterns
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _timed(method: Callable[P, R]) -> Callable[P, R]:
+    """Add the wall time of an audit (a method of a :class:`Session`) to the gate's measures."""
+
+    @functools.wraps(method)
+    def timed(*args: P.args, **kwargs: P.kwargs) -> R:
+        start = time.perf_counter()
+        try:
+            return method(*args, **kwargs)
+        finally:
+            args[0].gate.measures.seconds += time.perf_counter() - start  # type: ignore[attr-defined]
+
+    return timed
+
+
 @dataclass
 class Session:
     """One transaction of the gate: the answers audited so far and not yet recorded."""
@@ -205,15 +227,26 @@ class Session:
             ) from None
         finally:
             measures = self.gate.measures
-            measures.solves, measures.iterations = measures.solves + auditor.solves, measures.iterations + auditor.work
+            measures.solves += auditor.solves - auditor.counted[0]
+            measures.iterations += auditor.work - auditor.counted[1]
+            auditor.counted = (auditor.solves, auditor.work)
 
-    def publish_cells(self, blocks: Sequence[Block]) -> list[BoolArray]:
-        """Audit the cells of ``blocks`` (one per table); per block, the cells to suppress after all."""
+    @_timed
+    def publish_cells(
+        self, blocks: Sequence[Block], protect: Callable[[int, BoolArray], BoolArray] | None = None
+    ) -> list[BoolArray]:
+        """Audit the cells of ``blocks`` (one per table); per block, the cells to suppress after all.
+
+        ``protect(i, cells)``, given cells of block ``i`` that must go, returns the cells of that
+        block to suppress so that its table protects them on its own (its secondary
+        suppression): the joint audit then seldom needs another round for them.
+        """
         new = self._stamp(blocks)
         everything, release, auditor = self._problem(new)
         first = len(everything) - len(new)
         hide = [np.zeros(b.n_cells, dtype=bool) for b in new]
         sources = release.sources
+        row_of = {(b, cell): row for row, src in enumerate(sources) for b, cell in src}
         removable = np.array([all(b >= first for b, _ in src) for src in sources], dtype=bool)
         upper = release.problem.upper
         tries: dict[int, int] = {}
@@ -238,17 +271,29 @@ class Session:
                 else:
                     chosen.add(min(candidates, key=lambda r: (upper[r], r)))
                 tries[found.cls] = tries.get(found.cls, 0) + 1
-            rows = sorted(chosen)
-            auditor.free(rows)
-            for row in rows:
+            going = [np.zeros(b.n_cells, dtype=bool) for b in new]
+            for row in chosen:
                 for b, cell in sources[row]:
-                    hide[b - first][cell] = True
+                    going[b - first][cell] = True
+            for i, cells in enumerate(going):
+                if cells.any():
+                    wider = protect(i, hide[i] | cells) if protect is not None else cells
+                    hide[i] |= cells | wider
+            rows = sorted(
+                {row_of[(first + i, int(cell))] for i, mask in enumerate(hide) for cell in np.flatnonzero(mask)}
+                - set(np.flatnonzero(auditor.free_rows).tolist())
+            )
+            auditor.free(rows)
         self.transaction.blocks.extend(block.without(mask) for block, mask in zip(new, hide, strict=True))
         self.labels.extend(b.label for b in new)
         return hide
 
+    @_timed
     def publish_counts(self, blocks: Sequence[Block], what: str) -> None:
         """Audit counts that are published whole or not at all: refuse them if any is unsafe."""
+        self._counts(blocks, what)
+
+    def _counts(self, blocks: Sequence[Block], what: str) -> None:
         new = self._stamp(blocks)
         everything, release, auditor = self._problem(new)
         narrow = self._narrow(auditor, what)
@@ -261,21 +306,21 @@ class Session:
         self.transaction.blocks.extend(new)
         self.labels.extend(b.label for b in new)
 
-    def publish_members(self, population_sql: str, size: Block, what: str) -> pa.Table:
-        """Audit a member list (its membership classes, and its size as a count); its members' keys."""
+    @_timed
+    def publish_members(self, population_sql: str, size: Block, what: str) -> None:
+        """Audit a member list (its membership classes, and its size as a count)."""
         release = self.transaction.release
-        members = self.gate.con.sql(f"SELECT {MEMBER_SQL} AS member FROM ({population_sql})").to_arrow_table()
         lists = [
             *self.transaction.state.lists,
             *(MemberList(release, label, t.num_rows, members=t) for label, t in self.transaction.lists),
         ]
         patterns = self.gate.patterns()
         patterns.sync(lists)
-        patterns.check(members, self.k, what, lists)
-        self.publish_counts([size], what)
-        patterns.add(members, release, size.label)
-        self.transaction.lists.append((size.label, members))
-        return members
+        patterns.stage_query(population_sql)
+        patterns.check(self.k, what, lists)
+        self._counts([size], what)
+        self.transaction.lists.append((size.label, patterns.staged()))
+        patterns.add(release, size.label)
 
 
 def _named(everything: Sequence[Block], sources: list[list[tuple[int, int]]], found: Narrow, first: int) -> str:

@@ -45,6 +45,8 @@ _TOL = 1e-6
 #: Rounds of step 2 at most.
 _PUSH_ROUNDS = 12
 _DUAL_TOL = 1e-9
+#: Fewer unproven classes than this get their own LPs at once (grouped pushes would not pay).
+_GROUPS_FROM = 8
 
 
 class AuditBudgetExceeded(Exception):
@@ -70,6 +72,8 @@ class JointAuditor:
         self.budget = WORK_BUDGET if budget is None else budget
         self.work = 0
         self.solves = 0
+        #: solves and work already added to the gate's measures
+        self.counted = (0, 0)
         self.highest = problem.counts.copy()
         self.lowest = problem.counts.copy()
         self.targets = np.flatnonzero(problem.small)
@@ -158,6 +162,7 @@ class JointAuditor:
             self._fresh = False
             self._push_down()
             self._push_up()
+        self._push_groups()
         narrow = []
         for c in self._unproven().tolist():
             found = self._exact(c)
@@ -187,6 +192,33 @@ class JointAuditor:
             if self._unproven().size == unproven.size:
                 return
 
+    def _push_groups(self) -> None:
+        """Push the classes still unproven in groups (fewer classes compete in one LP than in
+        the push of all): their minimum together (single-atom classes), then their maximum
+        together, in rounds of smaller groups while a round proves a fifth of them. What is
+        left gets its own LPs (:meth:`_exact`)."""
+        for round_ in range(_PUSH_ROUNDS):
+            unproven = self._unproven()
+            if unproven.size <= _GROUPS_FROM:
+                return
+            before = unproven.size
+            for group in _groups(unproven, round_):
+                group = group[self.highest[group] - self._floor(group) < self.k - _TOL]
+                if group.size == 0:
+                    continue
+                single = group[~self.shared[group]]
+                if single.size:
+                    solved = self._solve(dict.fromkeys(single.tolist(), 1.0), {})
+                    if solved is not None:
+                        self._absorb(solved[0])
+                goals = self._floor(group) + self.k
+                targets = group.tolist()
+                solved = self._solve(dict.fromkeys(targets, -1.0), dict(zip(targets, goals.tolist(), strict=True)))
+                if solved is not None:
+                    self._absorb(solved[0])
+            if self._unproven().size > before * 0.8:
+                return
+
     def _exact(self, c: int) -> Narrow | None:
         """Audit one class with its own LPs; None once it is proven safe."""
         binding: list[IntArray] = []
@@ -205,6 +237,13 @@ class JointAuditor:
             return None
         rows = np.unique(np.concatenate(binding)) if binding else np.zeros(0, dtype=np.int64)
         return Narrow(c, _snap(floor), _snap(float(self.highest[c])), rows.astype(np.int64))
+
+
+def _groups(classes: IntArray, rounds: int) -> list[IntArray]:
+    """``classes`` in a fixed pseudo-random order, split into groups (smaller each round)."""
+    order = np.random.default_rng(rounds).permutation(classes)
+    size = max(2, classes.size // (4 << rounds))
+    return [order[i : i + size] for i in range(0, order.size, size)]
 
 
 def _snap(value: float) -> float:

@@ -34,7 +34,12 @@ def _tag(release: int, index: int) -> str:
 
 
 class MemberPatterns:
-    """The membership-pattern classes of the lists released so far (in the Dataset's DuckDB)."""
+    """The membership-pattern classes of the lists released so far (in the Dataset's DuckDB).
+
+    A list is first *staged* (its members in a temporary table, straight from the query that
+    lists them, or from a list the ledger kept), then checked, then added: the patterns are
+    rewritten by one hash join of the staged members with them (no row-by-row update).
+    """
 
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         self.con = con
@@ -48,11 +53,32 @@ class MemberPatterns:
         if seen[: len(self.known)] != self.known:
             self.__init__(self.con)  # type: ignore[misc]
         for listed in lists[len(self.known) :]:
-            self.add(listed.table(), listed.release, listed.label)
+            self.stage_table(listed.table())
+            self.add(listed.release, listed.label)
 
-    def check(self, members: pa.Table, k: int, what: str, lists: Sequence[MemberList]) -> None:
-        """Refuse (:class:`PrivacyError`) a new list whose pieces would hold 1 to k-1 people."""
-        self._stage(members)
+    def stage_query(self, population_sql: str) -> None:
+        """Stage the members of a population (a query with a ``pseudonym`` column)."""
+        self.con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {_NEW} AS SELECT DISTINCT {MEMBER_SQL} AS member FROM ({population_sql})"
+        )
+        self._delta()
+
+    def stage_table(self, members: pa.Table) -> None:
+        """Stage a list kept by the ledger (a ``member`` column)."""
+        con = self.con
+        con.register("_ia_members_arrow", members)
+        try:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {_NEW} AS SELECT DISTINCT member FROM _ia_members_arrow")
+        finally:
+            con.unregister("_ia_members_arrow")
+        self._delta()
+
+    def staged(self) -> pa.Table:
+        """The staged members (a ``member`` column), as the ledger keeps them."""
+        return self.con.sql(f"SELECT member FROM {_NEW}").to_arrow_table()
+
+    def check(self, k: int, what: str, lists: Sequence[MemberList]) -> None:
+        """Refuse (:class:`PrivacyError`) the staged list if its pieces would hold 1 to k-1 people."""
         rows = self.con.execute(
             f"""SELECT d.pattern, d.inside
             FROM {_DELTA} d LEFT JOIN {_SIZES} s USING (pattern)
@@ -74,34 +100,32 @@ class MemberPatterns:
             "single them out; nothing was published"
         )
 
-    def add(self, members: pa.Table, release: int, label: str) -> None:
-        """Fold in a list that was released."""
-        self._stage(members)
+    def add(self, release: int, label: str) -> None:
+        """Fold in the staged list (it was released)."""
         tag = _tag(release, len(self.known))
         con = self.con
-        con.execute(f"UPDATE {_SIZES} SET n = n - d.inside FROM {_DELTA} d WHERE {_SIZES}.pattern = d.pattern")
         con.execute(
-            f"INSERT INTO {_SIZES} SELECT CASE WHEN pattern IS NULL THEN {tag} ELSE xor(pattern, {tag}) END, inside "
-            f"FROM {_DELTA}"
+            f"""CREATE OR REPLACE TEMP TABLE {_SIZES} AS
+            SELECT pattern, sum(n)::BIGINT AS n FROM (
+                SELECT s.pattern, s.n - coalesce(d.inside, 0) AS n FROM {_SIZES} s LEFT JOIN {_DELTA} d USING (pattern)
+                UNION ALL
+                SELECT CASE WHEN pattern IS NULL THEN {tag} ELSE xor(pattern, {tag}) END, inside FROM {_DELTA}
+            ) GROUP BY pattern HAVING sum(n) > 0"""
         )
-        con.execute(f"DELETE FROM {_SIZES} WHERE n = 0")
         con.execute(
-            f"UPDATE {_PATTERNS} SET pattern = xor(pattern, {tag}) FROM {_NEW} n WHERE {_PATTERNS}.member = n.member"
+            f"""CREATE OR REPLACE TEMP TABLE {_PATTERNS} AS
+            SELECT coalesce(p.member, n.member) AS member,
+                   CASE WHEN n.member IS NULL THEN p.pattern WHEN p.member IS NULL THEN {tag}
+                        ELSE xor(p.pattern, {tag}) END AS pattern
+            FROM {_PATTERNS} p FULL OUTER JOIN {_NEW} n USING (member)"""
         )
-        con.execute(f"INSERT INTO {_PATTERNS} SELECT member, {tag} FROM {_NEW} ANTI JOIN {_PATTERNS} USING (member)")
         self.known.append((release, label))
 
     # ---------------------------------------------------------------------------------------
 
-    def _stage(self, members: pa.Table) -> None:
-        """The list's distinct members, and per existing pattern (null: in no list yet) how many it holds."""
-        con = self.con
-        con.register("_ia_members_arrow", members)
-        try:
-            con.execute(f"CREATE OR REPLACE TEMP TABLE {_NEW} AS SELECT DISTINCT member FROM _ia_members_arrow")
-        finally:
-            con.unregister("_ia_members_arrow")
-        con.execute(
+    def _delta(self) -> None:
+        """Per existing pattern (null: in no list yet), how many of the staged members it holds."""
+        self.con.execute(
             f"""CREATE OR REPLACE TEMP TABLE {_DELTA} AS SELECT p.pattern, count(*) AS inside
             FROM {_NEW} n LEFT JOIN {_PATTERNS} p USING (member) GROUP BY p.pattern"""
         )

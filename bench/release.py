@@ -1,0 +1,210 @@
+"""Release benchmark: the joint audit's cost against the cost of computing what it audits.
+
+In one process, on the same synthetic population (``bench/cohorts.py``'s, 10 M rows by
+default), each report published as one release through a fresh in-memory ledger:
+
+  * reports of 3, 10 and 30 cohort tables (1 to 3 dimensions, some filtered), computed
+    without the gate (``compute_cohorts``: the CUBE queries and the per-table suppression)
+    and then published (``Dataset.cohort_tables``); the audit's time is the gate's own
+    measure (atoms counted, LPs solved, cells suppressed after all);
+  * a sequence of 50 segments, each sized and its member list asked for (refusals counted):
+    the time to count and list them against the time of their audits.
+
+Prints one table (the README's): audit seconds, computing seconds, and their ratio.
+
+    .venv/bin/python bench/release.py                 # 10 M rows
+    .venv/bin/python bench/release.py --rows 1000000  # quicker
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# bench/http.py (named by its issue) would shadow the standard library's `http` package.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import argparse
+import itertools
+import random
+import tempfile
+import time
+
+import duckdb
+import pyarrow as pa
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import importlib.util
+
+import identity_analytics as ia
+from identity_analytics.cohorts import compute_cohorts
+from identity_analytics.report import CohortSpec, InputSpec, ReportConfig, write_report
+from identity_analytics.segments import segment_size
+
+def _population() -> tuple[ia.PrivacyPolicy, object]:
+    """The synthetic population of ``bench/cohorts.py`` (loaded by path: ``bench/`` is not a package)."""
+    spec = importlib.util.spec_from_file_location("bench_cohorts", ROOT / "bench" / "cohorts.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.POLICY, module.population_sql
+
+
+POLICY, population_sql = _population()
+MAIN = ("age", "income", "parental_status")
+MORE = ("gender", "household", "relationship_status")
+
+
+def report_specs(n: int) -> list[ia.Cohort]:
+    """``n`` tables as a report would ask for them: the cohorts of the main dimensions first
+    (every 1-, 2- and 3-D table of age, income, parental status), then filtered ones and
+    tables with the other dimensions."""
+    specs: list[ia.Cohort] = []
+    for size in (3, 2, 1):
+        specs += [ia.Cohort(by=c) for c in itertools.combinations(MAIN, size)]
+    filters = [{"citizenship": ["US"]}, {"gender": ["female"]}, {"citizenship": ["DE", "FR"]}, {"household": ["true"]}]
+    for where in filters:
+        specs += [ia.Cohort(by=MAIN, where=where), ia.Cohort(by=("age", "income"), where=where)]
+    for other in MORE:
+        specs += [ia.Cohort(by=("age", other)), ia.Cohort(by=(other, "income")), ia.Cohort(by=other)]
+    specs += [ia.Cohort(by=("age", "income", "gender")), ia.Cohort(by=("gender", "parental_status")),
+              ia.Cohort(by=("age", "gender"), where={"citizenship": ["US"]}),
+              ia.Cohort(by=("income", "parental_status"), where={"gender": ["male"]}),
+              ia.Cohort(by=("age", "household", "parental_status")),
+              ia.Cohort(by=("relationship_status", "parental_status"))]  # fmt: skip
+    if n > len(specs):
+        raise SystemExit(f"at most {len(specs)} tables")
+    return specs[:n]
+
+
+def segment_sequence(n: int, seed: int = 7) -> list[ia.Segment]:
+    """``n`` segments over age, income, gender and parental status (random category sets)."""
+    rnd = random.Random(seed)
+    vocabulary = ia.Vocabulary.default()
+    segments = []
+    for i in range(n):
+        dims = rnd.sample(["age", "income", "gender", "parental_status"], rnd.choice([1, 2]))
+        where = {}
+        for dim in dims:
+            cats = [c for c in vocabulary.categories(dim) if c != "other"]
+            where[dim] = sorted(rnd.sample(cats, rnd.randint(1, max(1, len(cats) // 2))))
+        segments.append(ia.Segment(name=f"segment {i}", where=where))
+    return segments
+
+
+def bench_report(table: pa.Table, n: int) -> tuple[float, float, dict[str, float]]:
+    ds = ia.Dataset.from_arrow(table, policy=POLICY)
+    # warm up (numba's import, DuckDB's first scan of the table), outside both timings
+    compute_cohorts(ds.connection, ds.vocabulary, MAIN, POLICY.k + 1)
+    specs = report_specs(n)
+    start = time.perf_counter()
+    for spec in specs:
+        compute_cohorts(
+            ds.connection, ds.vocabulary, spec.by, POLICY.k, margins=spec.margins, where=spec.filters or None,
+            protect=spec.protect, base=spec.base, include_inactive=False,
+        )  # fmt: skip
+    computing = time.perf_counter() - start
+    start = time.perf_counter()
+    with ds.releasing():
+        ds.cohort_tables(specs)
+    published = time.perf_counter() - start
+    measures = ds.audit_measures()
+    ds.close()
+    return computing, published, measures
+
+
+def bench_written_report(table: pa.Table, n: int, out: Path) -> tuple[float, float]:
+    """The whole ``write_report`` of ``n`` tables (CSV, Parquet, JSON, charts, report.html,
+    audit.json), and the audit's part of it."""
+    ds = ia.Dataset.from_arrow(table, policy=POLICY)
+    compute_cohorts(ds.connection, ds.vocabulary, MAIN, POLICY.k + 1)
+    specs = report_specs(n)
+    config = ReportConfig(
+        input=InputSpec(identities=["synthetic"]),
+        cohorts=[
+            CohortSpec(name=f"t{i}", by=list(s.by), where={d: list(v) for d, v in s.where}) for i, s in enumerate(specs)
+        ],
+    )
+    start = time.perf_counter()
+    write_report(ds, config, out, [])
+    whole = time.perf_counter() - start
+    audit = ds.audit_measures()["seconds"]
+    ds.close()
+    return whole, audit
+
+
+def bench_segments(table: pa.Table, n: int) -> tuple[float, float, dict[str, float], int, int]:
+    ds = ia.Dataset.from_arrow(table, policy=POLICY)
+    segment_size(ds.connection, ia.Segment(name="warm-up", where={}), False)
+    segments = segment_sequence(n)
+    start = time.perf_counter()
+    for segment in segments:  # what answering costs without the gate: the size and the list
+        segment_size(ds.connection, segment, False)
+        ds.connection.sql(
+            f"SELECT pseudonym FROM identities WHERE {' AND '.join(_in(d, v) for d, v in segment.where.items())} "
+            "AND age <> '_0_to_14' ORDER BY pseudonym"
+        ).to_arrow_table()
+    computing = time.perf_counter() - start
+    refused = lists = 0
+    start = time.perf_counter()
+    for segment in segments:
+        try:
+            result = ds.segment(segment)
+            if not result.suppressed:
+                result.members()
+                lists += 1
+        except ia.PrivacyError:
+            refused += 1
+    published = time.perf_counter() - start
+    measures = ds.audit_measures()
+    ds.close()
+    return computing, published, measures, lists, refused
+
+
+def _in(dim: str, values: list[str]) -> str:
+    return f"{dim} IN ({', '.join(repr(v) for v in values)})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="release audit benchmark")
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--reports", type=int, nargs="*", default=[3, 10, 30])
+    parser.add_argument("--segments", type=int, default=50)
+    args = parser.parse_args()
+
+    start = time.perf_counter()
+    table = duckdb.connect().sql(population_sql(args.rows)).to_arrow_table()
+    print(f"generated {args.rows:,} rows in {time.perf_counter() - start:.1f} s")
+    lines = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for n in args.reports:
+            computing, published, m = bench_report(table, n)
+            whole, audit = bench_written_report(table, n, Path(scratch) / f"report-{n}")
+            lines.append(
+                f"| report of {n} tables | {computing:.2f} s | {m['seconds']:.2f} s | "
+                f"**{m['seconds'] / computing:+.0%}** | {whole:.2f} s, audit {audit:.2f} s: "
+                f"**{audit / (whole - audit):+.0%}** | {int(m['classes']):,} classes of {int(m['atoms']):,} "
+                f"atoms, {int(m['rows']):,} counts; {int(m['solves'])} LP solves |"
+            )
+            print(lines[-1], flush=True)
+    if args.segments:
+        computing, published, m, lists, refused = bench_segments(table, args.segments)
+        lines.append(
+            f"| {args.segments} segments with member lists | {computing:.2f} s | {m['seconds']:.2f} s | "
+            f"**{m['seconds'] / computing:+.0%}** | | {lists} lists released, {refused} refused; "
+            f"{int(m['audits'])} audits, {int(m['solves'])} LP solves |"
+        )
+        print(lines[-1], flush=True)
+    print()
+    print(f"{args.rows:,} identities; audit = the release gate's own time (joint LP audit, member classes)")
+    print("| release | computing the answers | audit | audit / computing | whole report written (audit / the rest) "
+          "| audited |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---|")
+    for line in lines:
+        print(line)
+
+
+if __name__ == "__main__":
+    main()
