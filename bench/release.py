@@ -43,6 +43,7 @@ from identity_analytics.cohorts import compute_cohorts
 from identity_analytics.report import CohortSpec, InputSpec, ReportConfig, write_report
 from identity_analytics.segments import segment_size
 
+
 def _population() -> tuple[ia.PrivacyPolicy, object]:
     """The synthetic population of ``bench/cohorts.py`` (loaded by path: ``bench/`` is not a package)."""
     spec = importlib.util.spec_from_file_location("bench_cohorts", ROOT / "bench" / "cohorts.py")
@@ -94,7 +95,7 @@ def segment_sequence(n: int, seed: int = 7) -> list[ia.Segment]:
     return segments
 
 
-def bench_report(table: pa.Table, n: int) -> tuple[float, float, dict[str, float]]:
+def bench_report(table: pa.Table, n: int) -> tuple[float, dict[str, float]]:
     ds = ia.Dataset.from_arrow(table, policy=POLICY)
     # warm up (numba's import, DuckDB's first scan of the table), outside both timings
     compute_cohorts(ds.connection, ds.vocabulary, MAIN, POLICY.k + 1)
@@ -106,13 +107,11 @@ def bench_report(table: pa.Table, n: int) -> tuple[float, float, dict[str, float
             protect=spec.protect, base=spec.base, include_inactive=False,
         )  # fmt: skip
     computing = time.perf_counter() - start
-    start = time.perf_counter()
     with ds.releasing():
         ds.cohort_tables(specs)
-    published = time.perf_counter() - start
     measures = ds.audit_measures()
     ds.close()
-    return computing, published, measures
+    return computing, measures
 
 
 def bench_written_report(table: pa.Table, n: int, out: Path) -> tuple[float, float]:
@@ -180,7 +179,7 @@ def main() -> None:
     lines = []
     with tempfile.TemporaryDirectory() as scratch:
         for n in args.reports:
-            computing, published, m = bench_report(table, n)
+            computing, m = bench_report(table, n)
             whole, audit = bench_written_report(table, n, Path(scratch) / f"report-{n}")
             lines.append(
                 f"| report of {n} tables | {computing:.2f} s | {m['seconds']:.2f} s | "
@@ -190,7 +189,7 @@ def main() -> None:
             )
             print(lines[-1], flush=True)
     if args.segments:
-        computing, published, m, lists, refused = bench_segments(table, args.segments)
+        computing, _, m, lists, refused = bench_segments(table, args.segments)
         lines.append(
             f"| {args.segments} segments with member lists | {computing:.2f} s | {m['seconds']:.2f} s | "
             f"**{m['seconds'] / computing:+.0%}** | | {lists} lists released, {refused} refused; "

@@ -279,10 +279,13 @@ class Session:
                 if cells.any():
                     wider = protect(i, hide[i] | cells) if protect is not None else cells
                     hide[i] |= cells | wider
-            rows = sorted(
-                {row_of[(first + i, int(cell))] for i, mask in enumerate(hide) for cell in np.flatnonzero(mask)}
-                - set(np.flatnonzero(auditor.free_rows).tolist())
-            )
+            # a row is freed only if every cell that publishes it is hidden (one count may be
+            # published by several tables): hide them all, unless an earlier release has it
+            touched = {row_of[(first + i, int(cell))] for i, mask in enumerate(hide) for cell in np.flatnonzero(mask)}
+            rows = sorted(r for r in touched if removable[r] and not auditor.free_rows[r])
+            for row in rows:
+                for b, cell in sources[row]:
+                    hide[b - first][cell] = True
             auditor.free(rows)
         self.transaction.blocks.extend(block.without(mask) for block, mask in zip(new, hide, strict=True))
         self.labels.extend(b.label for b in new)

@@ -227,7 +227,7 @@ class JointAuditor:
         if solved is not None:
             self._absorb(solved[0])
             binding.append(np.flatnonzero(np.abs(solved[1]) > _DUAL_TOL))
-        if not self.shared[c] and self.highest[c] - self.lowest[c] < self.k - _TOL:
+        if not self.shared[c] and self.lowest[c] > _TOL and self.highest[c] - self.lowest[c] < self.k - _TOL:
             solved = self._solve({c: 1.0}, {})
             if solved is not None:
                 self._absorb(solved[0])
