@@ -95,23 +95,27 @@ def segment_sequence(n: int, seed: int = 7) -> list[ia.Segment]:
     return segments
 
 
-def bench_report(table: pa.Table, n: int) -> tuple[float, dict[str, float]]:
+def bench_report(table: pa.Table, n: int) -> tuple[float, dict[str, float], int, int]:
     ds = ia.Dataset.from_arrow(table, policy=POLICY)
     # warm up (numba's import, DuckDB's first scan of the table), outside both timings
     compute_cohorts(ds.connection, ds.vocabulary, MAIN, POLICY.k + 1)
     specs = report_specs(n)
     start = time.perf_counter()
-    for spec in specs:
+    alone = [
         compute_cohorts(
             ds.connection, ds.vocabulary, spec.by, POLICY.k, margins=spec.margins, where=spec.filters or None,
             protect=spec.protect, base=spec.base, include_inactive=False,
-        )  # fmt: skip
+        )
+        for spec in specs
+    ]
     computing = time.perf_counter() - start
     with ds.releasing():
-        ds.cohort_tables(specs)
+        released = ds.cohort_tables(specs)
     measures = ds.audit_measures()
     ds.close()
-    return computing, measures
+    # what the joint audit costs in cells: suppressed when each table is protected alone, and as released
+    before, after = (sum(int(t.suppressed.sum()) for t in tables) for tables in (alone, released))
+    return computing, measures, before, after
 
 
 def bench_written_report(table: pa.Table, n: int, out: Path) -> tuple[float, float]:
@@ -179,13 +183,14 @@ def main() -> None:
     lines = []
     with tempfile.TemporaryDirectory() as scratch:
         for n in args.reports:
-            computing, m = bench_report(table, n)
+            computing, m, alone, released = bench_report(table, n)
             whole, audit = bench_written_report(table, n, Path(scratch) / f"report-{n}")
             lines.append(
                 f"| report of {n} tables | {computing:.2f} s | {m['seconds']:.2f} s | "
                 f"**{m['seconds'] / computing:+.0%}** | {whole:.2f} s, audit {audit:.2f} s: "
                 f"**{audit / (whole - audit):+.0%}** | {int(m['classes']):,} classes of {int(m['atoms']):,} "
-                f"atoms, {int(m['rows']):,} counts; {int(m['solves'])} LP solves |"
+                f"atoms, {int(m['rows']):,} counts; {int(m['solves'])} LP solves; suppressed cells {alone:,} "
+                f"alone, {released:,} released |"
             )
             print(lines[-1], flush=True)
     if args.segments:

@@ -27,7 +27,7 @@ def policy() -> ia.PrivacyPolicy:
 @pytest.fixture
 def fixture_dataset() -> ia.Dataset:
     """The committed fixtures (identities + demographics), loaded for each test: a Dataset
-    remembers what it released (the differencing guard), so tests must not share one."""
+    remembers what it released (its release ledger), so tests must not share one."""
     return load_fixtures()
 
 

@@ -1,4 +1,4 @@
-"""Segments: definitions, protected sizes, member lists, minors, differencing guard, overlaps."""
+"""Segments: definitions, protected sizes, member lists, minors, the release audit of sizes, overlaps."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ or a batch of them (a report), is audited:
   of everything in the ledger, the session's earlier answers and the new cells. Cells whose
   publication would let an atom of 1 to k-1 people be narrowed below k are suppressed after
   all (one at a time, the smallest binding count first; the rows binding a narrow atom come
-  from the duals of its LP; after three tries for one atom, all its binding cells at once)
+  from the duals of its LP; after eight tries for one atom, all its binding cells at once)
   until the audit passes; the caller hides them.
 * :meth:`Session.publish_counts` (segment sizes, overlaps, risk totals): refused with
   :class:`PrivacyError` naming the earlier releases they would combine with.
@@ -47,7 +47,7 @@ logger = logging.getLogger(__name__)
 BoolArray = npt.NDArray[np.bool_]
 _ATOMS_KEPT = 4
 #: cells suppressed one at a time for a narrow class before all the cells binding it are
-_SINGLE_TRIES = 3
+_SINGLE_TRIES = 8
 
 
 @dataclass

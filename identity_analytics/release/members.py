@@ -57,9 +57,9 @@ class MemberPatterns:
             self.add(listed.release, listed.label)
 
     def stage_query(self, population_sql: str) -> None:
-        """Stage the members of a population (a query with a ``pseudonym`` column)."""
+        """Stage the members of a population (a query with a ``pseudonym`` column, one row per identity)."""
         self.con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {_NEW} AS SELECT DISTINCT {MEMBER_SQL} AS member FROM ({population_sql})"
+            f"CREATE OR REPLACE TEMP TABLE {_NEW} AS SELECT {MEMBER_SQL} AS member FROM ({population_sql})"
         )
         self._delta()
 
