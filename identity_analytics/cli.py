@@ -443,7 +443,8 @@ def ledger_show(
                     str(entry["member_lists"]), escape(str(entry["label"])),
                 )  # fmt: skip
         out.print(table)
-        _say(f"{sum(e['kind'] == 'release' for e in entries)} releases recorded")
+        releases = sum(e["kind"] == "release" for e in entries)
+        _say(f"{releases} release{'' if releases == 1 else 's'} recorded")
 
     _run(body)
 

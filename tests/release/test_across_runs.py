@@ -71,7 +71,7 @@ def test_two_cli_processes_over_one_store_are_audited_together(tmp_path: Path) -
     # a third process sees both runs in the ledger
     shown = _cli("ledger", "show", "--store", str(store))
     out, _ = shown.communicate(timeout=60)
-    assert shown.returncode == 0 and "1 releases recorded" in out, out
+    assert shown.returncode == 0 and "1 release recorded" in out, out
 
 
 def test_a_nightly_run_after_new_identities_does_not_count_the_newcomers(tmp_path: Path) -> None:
