@@ -578,15 +578,16 @@ class Dataset:
         """Size a segment under the privacy rules: a size of 1 to k-1 is suppressed; a size that
         would let a small group be narrowed with earlier releases is refused (PrivacyError)."""
         validate_filters(segment.where, self._vocabulary)
+        key = ("size", _where_key(segment.where))
+        if key in self._answers:  # released before: the same answer (the data may have changed since)
+            return SegmentResult(segment, self, self._answers[key], False)
         inactive = self._policy.include_inactive
         size = segment_size(self._con, segment, inactive)
         if 0 < size < self._policy.k:
             return SegmentResult(segment, self, None, True)
-        key = ("size", _where_key(segment.where))
-        if key not in self._answers:
-            with self._gate.session() as session:
-                release_size(session, segment, size, inactive)
-                session.committed.append(lambda: self._answers.__setitem__(key, size))
+        with self._gate.session() as session:
+            release_size(session, segment, size, inactive)
+            session.committed.append(lambda: self._answers.__setitem__(key, size))
         return SegmentResult(segment, self, size, False)
 
     def _segment_breakdown(self, segment: Segment, by: Sequence[str] | str, **options: Any) -> CohortTable:

@@ -164,7 +164,7 @@ def release_members(
             + "; member lists are released only for at least k members"
         )
     where = counted_population(segment.where, include_inactive)
-    block = Block.count(f"member list of {label}", where, int(size), adults_only=not allow_minors)
+    block = Block.count(f"member list of {label}", where, int(size), adults_only=not allow_minors, listed=True)
     session.publish_members(population, block, f"the member list of {label}")
     return con.sql(f"SELECT pseudonym FROM ({population}) ORDER BY pseudonym").to_arrow_table()
 

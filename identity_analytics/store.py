@@ -40,7 +40,7 @@ from identity_analytics.loaders.projection import (
 from identity_analytics.policy import PrivacyPolicy, PseudonymKeyWarning
 from identity_analytics.release.atoms import data_fingerprint
 from identity_analytics.release.gate import DataVersion
-from identity_analytics.release.ledger import FileLedger, carry, hold
+from identity_analytics.release.ledger import FileLedger, carry, hold, in_use
 from identity_analytics.vocabulary import Vocabulary
 
 if TYPE_CHECKING:
@@ -77,6 +77,11 @@ def save_store(dataset: Dataset, path: Path, *, overwrite: bool) -> Path:
     into it; afterwards ``dataset`` publishes through it, with its own earlier releases added.
     """
     ledger = path / LEDGER_DIR
+    if ledger.is_dir() and in_use(ledger):
+        raise PrivacyError(
+            f"refused: the store {path} has a release open in this process (a `releasing()` block or a report "
+            "over it); finish it before replacing the store"
+        )
     replacing = (path / MANIFEST).is_file() and ledger.is_dir()
     with hold(ledger) if replacing else contextlib.nullcontext(), _saving(dataset, path, overwrite) as work:
         if replacing:

@@ -39,6 +39,9 @@ class Block:
     lower: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
     upper: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
     adults_only: bool = False
+    #: a released member list: its people are known by pseudonym, so every intersection and
+    #: difference with the other lists is known too (see ``build_problem``)
+    listed: bool = False
     epoch: str = CURRENT_EPOCH
     #: the release this block belongs to (its place in the ledger), -1 while not recorded
     release: int = -1
@@ -59,7 +62,8 @@ class Block:
 
     @classmethod
     def count(
-        cls, label: str, where: Mapping[str, Sequence[str]], value: int, *, adults_only: bool = False
+        cls, label: str, where: Mapping[str, Sequence[str]], value: int, *, adults_only: bool = False,
+        listed: bool = False,
     ) -> Block:
         """One exact count of the population ``where``."""
         return cls(
@@ -68,6 +72,7 @@ class Block:
             lower=np.array([value]),
             upper=np.array([value]),
             adults_only=adults_only,
+            listed=listed,
         )
 
     @property
@@ -105,6 +110,7 @@ class Block:
             "epoch": self.epoch,
             "where": {d: list(v) for d, v in sorted(self.where.items())},
             "adults_only": self.adults_only,
+            "listed": self.listed,
             "by": list(self.by),
             "categories": [list(c) for c in self.categories],
             "cells": self.cells.tolist(),
@@ -124,6 +130,7 @@ class Block:
             lower=np.array(data["lower"], dtype=np.int64),
             upper=np.array(data["upper"], dtype=np.int64),
             adults_only=bool(data["adults_only"]),
+            listed=bool(data.get("listed", False)),
             epoch=str(data["epoch"]),
             release=release,
         )

@@ -14,9 +14,12 @@ or a batch of them (a report), is audited:
 * :meth:`Session.publish_members`: the membership-pattern check of
   :mod:`identity_analytics.release.members`, and the list's size as a count.
 
-The session's answers are recorded together when it ends without an error; an error (a
-refusal) records nothing of it. The audit runs at the policy's k, which may not be below the
-highest k the ledger's releases were audited at.
+The session's answers are recorded together when it ends, also when it ends with an error
+(a refusal records nothing of the refused answer, but what was handed out before it stays
+recorded: the caller holds it). Only one session may be open on a ledger in a process (a
+second Dataset over the same store, in the same thread, is refused until the first one's
+block ends). The audit runs at the policy's k, which may not be below the highest k the
+ledger's releases were audited at.
 """
 
 from __future__ import annotations
@@ -110,19 +113,22 @@ class ReleaseGate:
         if self._session is not None:
             yield self._session
             return
-        with self.ledger.transaction() as transaction:
-            self._check(transaction)
-            transaction.k, transaction.key_id, transaction.epoch = self.k, self.key_id, self.epoch
-            transaction.snapshot = self.data.snapshot
-            session = Session(self, transaction)
-            self._session = session
-            try:
-                yield session
-            finally:
-                self._session = None
-            transaction.label = "; ".join(dict.fromkeys(session.labels))
-        for done in session.committed:
-            done()
+        committed: list[Callable[[], None]] = []
+        try:
+            with self.ledger.transaction() as transaction:
+                self._check(transaction)
+                transaction.k, transaction.key_id, transaction.epoch = self.k, self.key_id, self.epoch
+                transaction.snapshot = self.data.snapshot
+                session = Session(self, transaction, committed=committed)
+                self._session = session
+                try:
+                    yield session
+                finally:
+                    self._session = None
+                    transaction.label = "; ".join(dict.fromkeys(session.labels))
+        finally:
+            for done in committed:  # the answers recorded (also those before an error)
+                done()
 
     def _check(self, transaction: Transaction) -> None:
         state = transaction.state
@@ -190,7 +196,7 @@ class Session:
     gate: ReleaseGate
     transaction: Transaction
     labels: list[str] = field(default_factory=list)
-    #: run once the session's answers are recorded (not if it fails)
+    #: run once the session's answers are recorded
     committed: list[Callable[[], None]] = field(default_factory=list)
 
     @property

@@ -148,12 +148,15 @@ class Ledger:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Transaction]:
-        """Hold the ledger; what the block adds is recorded if it completes, forgotten if it raises."""
-        with self._locked():
+        """Hold the ledger; what the block adds is recorded when it ends, also if it raises
+        (an answer is added only once it is accepted, and the caller may already hold it)."""
+        with self._locked(), _opening(self):
             transaction = Transaction(self._begin())
-            yield transaction
-            if not transaction.empty:
-                self._write(transaction)
+            try:
+                yield transaction
+            finally:
+                if not transaction.empty:
+                    self._write(transaction)
 
     def state(self) -> LedgerState:
         with self._locked():
@@ -324,7 +327,7 @@ class FileLedger(Ledger):
         in-memory epoch are of the data being saved: they take its ``epoch``."""
         if not state.blocks and not state.lists:
             return
-        with self._locked():
+        with self._locked(), _opening(self):
             transaction = Transaction(self._begin(), label=f"releases carried over from {source}")
             transaction.k, transaction.key_id, transaction.epoch = max(k, state.floor), key_id, epoch
             transaction.snapshot = snapshot
@@ -364,7 +367,7 @@ class FileLedger(Ledger):
     def reset(self, reason: str) -> None:
         if not reason.strip():
             raise ValueError("give a reason for resetting the ledger; it is recorded")
-        with self._locked():
+        with self._locked(), _opening(self):
             self._begin()
             self._append({"kind": "reset", "at": _now(), "reason": reason.strip()})
             self._begin()
@@ -413,6 +416,43 @@ def _fsync_directory(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+# --- open transactions: one per ledger in this process --------------------------------------
+
+_open: set[object] = set()
+_open_guard = threading.Lock()
+
+
+def _key(ledger: Ledger) -> object:
+    return ledger.root.resolve() if isinstance(ledger, FileLedger) else id(ledger)
+
+
+def in_use(root: Path) -> bool:
+    """Whether a transaction is open on the ledger directory ``root`` in this process."""
+    with _open_guard:
+        return root.resolve() in _open
+
+
+@contextlib.contextmanager
+def _opening(ledger: Ledger) -> Iterator[None]:
+    """Mark a transaction open on ``ledger``; refuse a second one (the lock is re-entrant
+    within a thread, so a second Dataset over the same store would not see the first's
+    pending answers)."""
+    key = _key(ledger)
+    with _open_guard:
+        if key in _open:
+            raise PrivacyError(
+                f"refused: {ledger.description} has a release open in this process (another Dataset's "
+                "`releasing()` block, or a report being written); finish it first, so that this answer is "
+                "audited with it"
+            )
+        _open.add(key)
+    try:
+        yield
+    finally:
+        with _open_guard:
+            _open.discard(key)
 
 
 # --- the lock: one holder across processes, re-entrant within one ------------------------

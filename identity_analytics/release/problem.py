@@ -95,6 +95,15 @@ def build_problem(atoms: Atoms, blocks: Sequence[Block], k: int) -> ReleaseProbl
         upper_parts.append(block.upper)
         source_parts.append(np.stack([np.full(block.n_cells, index), np.arange(block.n_cells)], axis=1))
         offset += block.n_cells
+    patterns = _membership_rows(atoms, blocks)
+    if patterns is not None:
+        rows, members, counts, named = patterns
+        row_parts.append(rows + offset)
+        atom_parts.append(members)
+        lower_parts.append(counts)
+        upper_parts.append(counts)
+        source_parts.append(np.stack([named, np.zeros_like(named)], axis=1))
+        offset += counts.size
     lower = np.concatenate(lower_parts).astype(np.float64) if lower_parts else np.zeros(0)
     upper = np.concatenate(upper_parts).astype(np.float64) if upper_parts else np.zeros(0)
     sources = np.concatenate(source_parts) if source_parts else np.zeros((0, 2), dtype=np.int64)
@@ -152,6 +161,33 @@ def build_problem(atoms: Atoms, blocks: Sequence[Block], k: int) -> ReleaseProbl
         k=k,
     )
     return ReleaseProblem(problem, merged_sources)
+
+
+def _membership_rows(atoms: Atoms, blocks: Sequence[Block]) -> tuple[IntArray, IntArray, IntArray, IntArray] | None:
+    """The membership-pattern classes of the released member lists, as exact counts.
+
+    Whoever holds the lists knows, for every combination of lists, how many people are in
+    exactly those lists (``A & B``, ``A - B``, ...). Each such class is the people of the atoms
+    that every one of its lists counts and none of the others does, so it is one more
+    published count over the atoms. Per class: its row, the atoms, its size, and the list
+    block that names it in messages. None with fewer than two lists (a list's only class is
+    its size, already a row).
+    """
+    listed = [i for i, block in enumerate(blocks) if block.listed]
+    if len(listed) < 2:
+        return None
+    rng = np.random.default_rng(_SEED + 1)
+    key = np.zeros(atoms.n)
+    last = np.full(atoms.n, -1, dtype=np.int64)
+    for i, weight in zip(listed, rng.random(len(listed)) + 0.5, strict=True):
+        _, members = _block_pairs(atoms, blocks[i])
+        key[members] += weight
+        last[members] = i
+    inside = np.flatnonzero(key > 0)
+    _, first, pattern = np.unique(key[inside], return_index=True, return_inverse=True)
+    pattern = pattern.reshape(-1)
+    counts = np.bincount(pattern, weights=atoms.counts[inside], minlength=first.size).astype(np.int64)
+    return pattern.astype(np.int64), inside.astype(np.int64), counts, last[inside[first]]
 
 
 def _block_pairs(atoms: Atoms, block: Block) -> tuple[IntArray, IntArray]:

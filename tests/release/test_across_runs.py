@@ -47,6 +47,31 @@ def _cli(*args: str, key: str = "release-attack-tests") -> subprocess.Popen[str]
     )  # fmt: skip
 
 
+def test_a_second_dataset_is_refused_while_a_release_is_open_on_the_store(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    first, second = ia.Dataset.open(store, policy=POLICY), ia.Dataset.open(store, policy=POLICY)
+    attacker = _attacker(CELLS)
+    with first.releasing():
+        assert publish_size(first, attacker, ALL)
+        with pytest.raises(ia.PrivacyError, match="has a release open in this process"):
+            second.segment(ia.Segment(name="all but IS", where=ALL_BUT_IS))
+        with pytest.raises(ia.PrivacyError, match="finish it before replacing the store"):
+            ia.Dataset.from_arrow(identity_rows(CELLS, DIMS), policy=POLICY).save(store, overwrite=True)
+    assert not publish_size(second, attacker, ALL_BUT_IS)  # after the block: audited with it
+    assert attacker.narrow() == []
+
+
+def test_an_answer_asked_again_after_the_store_was_replaced_is_the_one_released(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    old = ia.Dataset.open(store, policy=POLICY)
+    first = old.segment(ia.Segment(name="all", where=ALL)).size
+    grown = pa.concat_tables([identity_rows(CELLS, DIMS), identity_rows({("_25_to_34", "DE"): 4}, DIMS, start=5000)])
+    ia.Dataset.from_arrow(grown, policy=POLICY).save(store, overwrite=True)
+    assert old.segment(ia.Segment(name="all", where=ALL)).size == first  # not recounted from the new files
+    with pytest.raises(ia.PrivacyError, match="was replaced"):
+        old.segment(ia.Segment(name="FR", where={"citizenship": ["FR"]}))
+
+
 def test_two_cli_processes_over_one_store_are_audited_together(tmp_path: Path) -> None:
     store = _store(tmp_path)
     files = {}

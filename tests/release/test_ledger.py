@@ -50,16 +50,20 @@ def test_a_damaged_ledger_refuses_every_release(tmp_path: Path) -> None:
         ia.Dataset.open(store, policy=POLICY).cohorts("age")
 
 
-def test_a_refused_release_records_nothing(tmp_path: Path) -> None:
+def test_a_refusal_records_nothing_of_itself_and_keeps_what_was_handed_out(tmp_path: Path) -> None:
     store = _store(tmp_path)
     ds = ia.Dataset.open(store, policy=POLICY)
+    attacker = Attacker([identity_rows(CELLS, DIMS).to_pylist()], 10)
     with pytest.raises(ia.PrivacyError), ds.releasing():
-        ds.cohorts("age")
-        ds.segment(segment({"age": ["_25_to_34"]}))
-        ds.segment(segment({"age": ["_25_to_34"], "citizenship": ["FR"]}))  # refused: the block records nothing
+        attacker.cohort_table(ds.cohorts("age"))
+        publish_size(ds, attacker, {"age": ["_25_to_34"]})
+        ds.segment(segment({"age": ["_25_to_34"], "citizenship": ["FR"]}))  # refused: 33 - 30
         raise AssertionError("not reached")
-    assert store_ledger(store).state().releases == 0
-    assert ia.Dataset.open(store, policy=POLICY).segment(segment({"citizenship": ["FR"]})).size == 55
+    state = store_ledger(store).state()
+    assert state.releases == 1 and len(state.blocks) == 2  # the table and the size the caller holds
+    # so a later run cannot combine them with the size of FR (33 + 25 - 55: the three of IS)
+    assert not publish_size(ia.Dataset.open(store, policy=POLICY), attacker, {"citizenship": ["FR"]})
+    assert attacker.narrow() == []
 
 
 def test_past_its_work_budget_the_audit_refuses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

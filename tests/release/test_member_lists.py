@@ -89,3 +89,24 @@ def test_a_list_without_its_minors_does_not_count_them() -> None:
     with pytest.raises(ia.PrivacyError, match="member list of segment 'income in low'.* size of segment"):
         low.members()
     assert low.members(allow_minors=True).num_rows == 35
+
+
+def test_lists_intersected_and_a_size_count_nobody() -> None:
+    """Two lists whose classes all hold k or more give ``|A & B|`` exactly: a size that
+    subtracts from it is audited with it (the lists' classes are counts of the joint audit)."""
+    young, old = "_25_to_34", "_35_to_44"
+    cells = {("female", "low", young): 3, ("female", "low", old): 17, ("female", "high", young): 12,
+             ("female", "high", old): 15, ("male", "low", old): 20, ("male", "high", old): 20}  # fmt: skip
+    ds = dataset(cells, ["gender", "income", "age"])
+    attacker = Attacker.of(ds)
+    released = _lists(ds, [{"gender": ["female"]}, {"income": ["low"]}], attacker)
+    assert len(released) == 2 and small_classes(released, 10) == {}
+    both = set(released[0].column("pseudonym").to_pylist()) & set(released[1].column("pseudonym").to_pylist())
+    attacker.count({"gender": ["female"], "income": ["low"]}, len(both))  # what the lists give by set algebra
+    try:
+        size = ds.segment(segment({"gender": ["female"], "income": ["low"], "age": [old]})).size
+    except ia.PrivacyError as error:
+        assert "member list of segment" in str(error)
+    else:
+        attacker.count({"gender": ["female"], "income": ["low"], "age": [old]}, size)
+    assert attacker.narrow() == []
