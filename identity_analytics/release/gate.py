@@ -212,7 +212,7 @@ class Session:
         everything = [*state.blocks, *self.transaction.blocks, *new]
         try:
             atoms = self.gate.atoms(everything, state.epochs)
-            problem = build_problem(atoms, everything, self.k)
+            problem = build_problem(atoms, everything, self.k, new_from=len(everything) - len(new))
         except InconsistentLedger as error:
             raise PrivacyError(
                 f"refused: {self.gate.ledger.description} does not match the data it recorded ({error}); "
@@ -287,8 +287,10 @@ class Session:
                     hide[i] |= cells | wider
             # a row is freed only if every cell that publishes it is hidden (one count may be
             # published by several tables): hide them all, unless an earlier release has it
-            touched = {row_of[(first + i, int(cell))] for i, mask in enumerate(hide) for cell in np.flatnonzero(mask)}
-            rows = sorted(r for r in touched if removable[r] and not auditor.free_rows[r])
+            # (a cell over no atom has no row: it tells nothing the audit does not assume known)
+            hidden = [(first + i, int(cell)) for i, mask in enumerate(hide) for cell in np.flatnonzero(mask)]
+            touched = {row_of.get(key, -1) for key in hidden}
+            rows = sorted(r for r in touched if r >= 0 and removable[r] and not auditor.free_rows[r])
             for row in rows:
                 for b, cell in sources[row]:
                     hide[b - first][cell] = True

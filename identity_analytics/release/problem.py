@@ -83,8 +83,13 @@ class InconsistentLedger(ValueError):
     """A published count does not match the data it was counted from (a damaged snapshot)."""
 
 
-def build_problem(atoms: Atoms, blocks: Sequence[Block], k: int) -> ReleaseProblem:
-    """The joint problem of ``blocks`` over ``atoms``: rows, classes, bounds and sources."""
+def build_problem(atoms: Atoms, blocks: Sequence[Block], k: int, new_from: int | None = None) -> ReleaseProblem:
+    """The joint problem of ``blocks`` over ``atoms``: rows, classes, bounds and sources.
+
+    Blocks from index ``new_from`` on are the release being audited (their cells may still be
+    suppressed): their rows are merged with one another, never with a row of an earlier
+    release, whose bounds would otherwise stay tied to a cell that is later suppressed.
+    """
     row_parts, atom_parts, lower_parts, upper_parts, source_parts = [], [], [], [], []
     offset = 0
     for index, block in enumerate(blocks):
@@ -142,6 +147,8 @@ def build_problem(atoms: Atoms, blocks: Sequence[Block], k: int) -> ReleaseProbl
     # rows over the same classes are one population: one row, the bounds intersected
     row_weights = rng.random((n_classes, 2))
     row_keys = np.asarray(by_class @ row_weights)
+    if new_from is not None:
+        row_keys = np.column_stack([row_keys, sources[:, 0] >= new_from])
     _, first, row_of = np.unique(row_keys, axis=0, return_index=True, return_inverse=True)
     row_of = row_of.reshape(-1)
     merged_lower = np.full(first.size, -np.inf)
