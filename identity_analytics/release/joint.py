@@ -14,12 +14,14 @@ model kept warm (primal simplex: objectives and bounds change, the basis stays):
 1. one LP that pushes every unproven single-atom class down (to 0 where it can go);
 2. rounds that push every unproven class up to its goal at once (the goal as a bound, so
    classes do not compete beyond it), while a round proves new classes;
-3. one LP per class still unproven: its maximum (with the goal as a bound), then its minimum.
-   A class whose exact interval is narrower than k is *narrow*; the rows that bind it (those
-   with a non-zero dual) are where a release could give way.
+3. one LP per class still unproven: its maximum (with the goal as a bound), then its minimum
+   (unless a witness already has it at 0). A class whose exact interval is narrower than k is
+   *narrow*; the rows that bind it (those with a non-zero dual) are where a release could give
+   way. A round reports at most eight narrow classes: the cells given up for them (and their
+   tables' suppression run again) often settle others, which are then audited again.
 
 Freeing rows (cells suppressed after all) only widens the polytope, so every witness stays
-valid and only the narrow classes are audited again. Past the work budget the audit stops
+valid and only the classes not yet proven are audited again. Past the work budget the audit stops
 with :class:`AuditBudgetExceeded`: nothing unaudited is ever published.
 """
 
@@ -45,8 +47,8 @@ _TOL = 1e-6
 #: Rounds of step 2 at most.
 _PUSH_ROUNDS = 12
 _DUAL_TOL = 1e-9
-#: Fewer unproven classes than this get their own LPs at once (grouped pushes would not pay).
-_GROUPS_FROM = 8
+#: Narrow classes reported per round at most (the release gives way on them, then audits again).
+_NARROW_PER_ROUND = 8
 
 
 class AuditBudgetExceeded(Exception):
@@ -162,12 +164,13 @@ class JointAuditor:
             self._fresh = False
             self._push_down()
             self._push_up()
-        self._push_groups()
         narrow = []
         for c in self._unproven().tolist():
             found = self._exact(c)
             if found is not None:
                 narrow.append(found)
+                if len(narrow) >= _NARROW_PER_ROUND:
+                    break  # the cells these give up may settle others: they are pushed again first
         return narrow
 
     def _push_down(self) -> None:
@@ -192,33 +195,6 @@ class JointAuditor:
             if self._unproven().size == unproven.size:
                 return
 
-    def _push_groups(self) -> None:
-        """Push the classes still unproven in groups (fewer classes compete in one LP than in
-        the push of all): their minimum together (single-atom classes), then their maximum
-        together, in rounds of smaller groups while a round proves a fifth of them. What is
-        left gets its own LPs (:meth:`_exact`)."""
-        for round_ in range(_PUSH_ROUNDS):
-            unproven = self._unproven()
-            if unproven.size <= _GROUPS_FROM:
-                return
-            before = unproven.size
-            for group in _groups(unproven, round_):
-                group = group[self.highest[group] - self._floor(group) < self.k - _TOL]
-                if group.size == 0:
-                    continue
-                single = group[~self.shared[group]]
-                if single.size:
-                    solved = self._solve(dict.fromkeys(single.tolist(), 1.0), {})
-                    if solved is not None:
-                        self._absorb(solved[0])
-                goals = self._floor(group) + self.k
-                targets = group.tolist()
-                solved = self._solve(dict.fromkeys(targets, -1.0), dict(zip(targets, goals.tolist(), strict=True)))
-                if solved is not None:
-                    self._absorb(solved[0])
-            if self._unproven().size > before * 0.8:
-                return
-
     def _exact(self, c: int) -> Narrow | None:
         """Audit one class with its own LPs; None once it is proven safe."""
         binding: list[IntArray] = []
@@ -237,13 +213,6 @@ class JointAuditor:
             return None
         rows = np.unique(np.concatenate(binding)) if binding else np.zeros(0, dtype=np.int64)
         return Narrow(c, _snap(floor), _snap(float(self.highest[c])), rows.astype(np.int64))
-
-
-def _groups(classes: IntArray, rounds: int) -> list[IntArray]:
-    """``classes`` in a fixed pseudo-random order, split into groups (smaller each round)."""
-    order = np.random.default_rng(rounds).permutation(classes)
-    size = max(2, classes.size // (4 << rounds))
-    return [order[i : i + size] for i in range(0, order.size, size)]
 
 
 def _snap(value: float) -> float:
