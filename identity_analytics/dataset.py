@@ -39,6 +39,7 @@ from identity_analytics.loaders.projection import (
     PROFILE_TABLE,
     create_enum_types,
     enum_type,
+    sql_literal,
 )
 from identity_analytics.loaders.quarantine import QUARANTINE_SCHEMA
 from identity_analytics.overlap import OverlapTable, compute_overlap, release_overlap
@@ -68,10 +69,6 @@ _TRY_ENUM_COLUMNS = ", ".join(
 )
 #: Rows whose pseudonym is not 64 lowercase hex digits (HMAC-SHA256).
 _PSEUDONYM_CHECK = "count(*) FILTER (WHERE NOT regexp_full_match(coalesce(pseudonym::VARCHAR, ''), '[0-9a-f]{64}'))"
-
-
-def _sql_literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 _PROFILE_DDL = f"""CREATE TABLE IF NOT EXISTS {PROFILE_TABLE} (
@@ -395,7 +392,7 @@ class Dataset:
         con = connect(memory_limit)
         try:
             create_enum_types(con, vocabulary)
-            relation = f"read_parquet({_sql_literal(str(path))})"
+            relation = f"read_parquet({sql_literal(str(path))})"
             names = [c[0] for c in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()]
             _check_analytics_layout(con, relation, names, vocabulary)
             con.execute(f"CREATE VIEW {ANALYTICS_TABLE} AS SELECT {', '.join(ANALYTICS_COLUMNS)} FROM {relation}")

@@ -36,6 +36,7 @@ from identity_analytics.loaders.projection import (
     PROFILE_TABLE,
     collect_minors,
     create_enum_types,
+    sql_literal,
 )
 from identity_analytics.policy import PrivacyPolicy, PseudonymKeyWarning
 from identity_analytics.release.atoms import data_fingerprint
@@ -66,10 +67,6 @@ def _version() -> str:
     return __version__
 
 
-def _literal(path: Path) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
-
-
 def save_store(dataset: Dataset, path: Path, *, overwrite: bool) -> Path:
     """Write ``dataset`` to ``path`` atomically; refuse to replace a store unless ``overwrite``.
 
@@ -94,9 +91,9 @@ def save_store(dataset: Dataset, path: Path, *, overwrite: bool) -> Path:
 def _saving(dataset: Dataset, path: Path, overwrite: bool) -> Iterator[Path]:
     with atomic_directory(path, marker=MANIFEST, what="store", overwrite=overwrite) as work:
         con = dataset.connection
-        con.execute(f"COPY {ANALYTICS_TABLE} TO {_literal(work / _FILES['identities'])} (FORMAT parquet)")
-        con.execute(f"COPY {PROFILE_TABLE} TO {_literal(work / _FILES['profiles'])} (FORMAT parquet)")
-        con.execute(f"COPY {MINORS_TABLE} TO {_literal(work / _FILES['minors'])} (FORMAT parquet)")
+        con.execute(f"COPY {ANALYTICS_TABLE} TO {sql_literal(str(work / _FILES['identities']))} (FORMAT parquet)")
+        con.execute(f"COPY {PROFILE_TABLE} TO {sql_literal(str(work / _FILES['profiles']))} (FORMAT parquet)")
+        con.execute(f"COPY {MINORS_TABLE} TO {sql_literal(str(work / _FILES['minors']))} (FORMAT parquet)")
         pq.write_table(dataset.quarantine, work / _FILES["quarantine"])
         manifest: dict[str, Any] = {
             "format": STORE_FORMAT,
@@ -147,7 +144,7 @@ def _store_data(con: duckdb.DuckDBPyConnection, path: Path) -> DataVersion:
                 except OSError:
                     pass
             table = ANALYTICS_TABLE if name == "identities" else MINORS_TABLE
-            con.execute(f"COPY (SELECT * FROM {table}) TO {_literal(folder / source.name)} (FORMAT parquet)")
+            con.execute(f"COPY (SELECT * FROM {table}) TO {sql_literal(str(folder / source.name))} (FORMAT parquet)")
 
     def still_current() -> None:
         if _manifest_identity(path) != identity:
@@ -197,12 +194,13 @@ def open_store(cls: type[Dataset], path: Path, policy: PrivacyPolicy | None) -> 
         files = {name: path / spec["file"] for name, spec in manifest["tables"].items()}
         columns = ", ".join(ANALYTICS_COLUMNS)
         con.execute(
-            f"CREATE VIEW {ANALYTICS_TABLE} AS SELECT {columns} FROM read_parquet({_literal(files['identities'])})"
+            f"CREATE VIEW {ANALYTICS_TABLE} AS SELECT {columns} "
+            f"FROM read_parquet({sql_literal(str(files['identities']))})"
         )
         con.execute(
             f"""CREATE VIEW {PROFILE_TABLE} AS SELECT id, state, traits::JSON AS traits,
             metadata_public::JSON AS metadata_public
-            FROM read_parquet({_literal(files["profiles"])})"""
+            FROM read_parquet({sql_literal(str(files["profiles"]))})"""
         )
         reference_date = datetime.date.fromisoformat(manifest["reference_date"])
         minors_known = _open_minors(con, files, policy, reference_date, key_matches)
@@ -244,7 +242,8 @@ def _open_minors(
     the pseudonym key is the store's own, otherwise member lists must be refused.
     """
     if "minors" in files:
-        con.execute(f"CREATE VIEW {MINORS_TABLE} AS SELECT pseudonym FROM read_parquet({_literal(files['minors'])})")
+        source = sql_literal(str(files["minors"]))
+        con.execute(f"CREATE VIEW {MINORS_TABLE} AS SELECT pseudonym FROM read_parquet({source})")
         return True
     con.execute(MINORS_DDL)
     if not key_matches:

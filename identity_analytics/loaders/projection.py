@@ -77,7 +77,8 @@ def _declared_type(dimension: str) -> str:
     return f"ia_{dimension}_declared"
 
 
-def _quote(value: str) -> str:
+def sql_literal(value: str) -> str:
+    """A SQL string literal of ``value`` (quotes doubled)."""
     return "'" + value.replace("'", "''") + "'"
 
 
@@ -89,7 +90,7 @@ def create_enum_types(con: duckdb.DuckDBPyConnection, vocabulary: Vocabulary) ->
             (_declared_type(dim), vocabulary.declared(dim)),
         ):
             con.execute(f"DROP TYPE IF EXISTS {name}")
-            con.execute(f"CREATE TYPE {name} AS ENUM ({', '.join(_quote(v) for v in values)})")
+            con.execute(f"CREATE TYPE {name} AS ENUM ({', '.join(sql_literal(v) for v in values)})")
 
 
 def _in_vocabulary(dimension: str, value: str) -> str:
@@ -250,7 +251,7 @@ def stage_embedded_demographics(con: duckdb.DuckDBPyConnection, counts: Projecti
             AND json_type(demographics) NOT IN ('OBJECT', 'NULL') ORDER BY src, line"""
         ).fetchall()
     ]
-    structure = _quote(json.dumps(dict.fromkeys(DEMOGRAPHIC_FIELDS, "VARCHAR")))
+    structure = sql_literal(json.dumps(dict.fromkeys(DEMOGRAPHIC_FIELDS, "VARCHAR")))
     fields = ", ".join(f"d.{f}" for f in DEMOGRAPHIC_FIELDS)
     con.execute(
         f"""INSERT INTO {DEMOGRAPHICS_STAGE}

@@ -20,14 +20,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from identity_analytics.loaders.projection import ANALYTICS_TABLE, MINORS_TABLE
+from identity_analytics.loaders.projection import ANALYTICS_TABLE, MINORS_TABLE, sql_literal
 from identity_analytics.release.blocks import MINOR, PRESENT
 from identity_analytics.release.problem import Atoms
 from identity_analytics.vocabulary import DIMENSIONS, MINOR_BAND
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def _minor_sql(minors: str) -> str:
@@ -62,8 +58,8 @@ def count_atoms(
             identities, minors = ANALYTICS_TABLE, MINORS_TABLE
         else:
             folder = snapshots[epoch]
-            identities = f"read_parquet({_literal(str(folder / 'identities.parquet'))})"
-            minors = f"read_parquet({_literal(str(folder / 'minors.parquet'))})"
+            identities = f"read_parquet({sql_literal(str(folder / 'identities.parquet'))})"
+            minors = f"read_parquet({sql_literal(str(folder / 'minors.parquet'))})"
         sources.append((epoch, f"e{i}", _relation(needed[epoch], identities, minors)))
     _, first_alias, first_sql = sources[0]
     joined = f"({first_sql}) {first_alias}"
@@ -124,5 +120,5 @@ def data_fingerprint(con: duckdb.DuckDBPyConnection) -> str:
 def snapshot_data(con: duckdb.DuckDBPyConnection, folder: Path) -> None:
     """Write the data of the Dataset's tables (what :func:`count_atoms` reads of an epoch) to ``folder``."""
     for table, name in ((ANALYTICS_TABLE, "identities"), (MINORS_TABLE, "minors")):
-        target = _literal(str(folder / f"{name}.parquet"))
+        target = sql_literal(str(folder / f"{name}.parquet"))
         con.execute(f"COPY (SELECT * FROM {table}) TO {target} (FORMAT parquet)")
