@@ -30,6 +30,7 @@ from identity_analytics.protection import (
     rounding_interval,
     secondary_suppression,
 )
+from identity_analytics.release.atoms import AtomTable
 from identity_analytics.release.blocks import Block
 from identity_analytics.release.gate import Session
 from identity_analytics.vocabulary import DIMENSIONS, IDENTITY_STATES, OTHER, UNDETERMINED, Vocabulary
@@ -116,9 +117,7 @@ def validate_filters(where: Mapping[str, Sequence[str]] | None, vocabulary: Voca
     return checked
 
 
-def counted_population(
-    filters: Mapping[str, Sequence[str]], include_inactive: bool
-) -> dict[str, tuple[str, ...]]:
+def counted_population(filters: Mapping[str, Sequence[str]], include_inactive: bool) -> dict[str, tuple[str, ...]]:
     """A population as the release gate records it: the filters, and the states counted."""
     population = {dim: tuple(values) for dim, values in filters.items()}
     if not include_inactive:
@@ -151,13 +150,18 @@ def validate_dimensions(by: Sequence[str] | str) -> tuple[str, ...]:
     return dims
 
 
-def cohort_sql(by: Sequence[str], filters: Mapping[str, Sequence[str]], include_inactive: bool, margins: bool) -> str:
-    """The one aggregation query of a cohort table."""
+def cohort_sql(
+    by: Sequence[str], filters: Mapping[str, Sequence[str]], include_inactive: bool, margins: bool,
+    atoms: AtomTable | None = None,
+) -> str:  # fmt: skip
+    """The one aggregation query of a cohort table (over the analytics rows, or the same
+    counts summed over an :class:`AtomTable` of them)."""
     columns = ", ".join(by)
     grouping = f"CUBE ({columns})" if margins else columns
+    source, count = (atoms.name, "coalesce(sum(n), 0)::BIGINT") if atoms is not None else (ANALYTICS_TABLE, "count(*)")
     return (
-        f"SELECT {columns}, GROUPING({columns}) AS grouping_id, count(*) AS count\n"
-        f"FROM {ANALYTICS_TABLE}\n"
+        f"SELECT {columns}, GROUPING({columns}) AS grouping_id, {count} AS count\n"
+        f"FROM {source}\n"
         f"{filter_sql(filters, include_inactive)}\n"
         f"GROUP BY {grouping}"
     ).replace("\n\n", "\n")
@@ -448,11 +452,14 @@ def compute_cohorts(
     base: int | None = None,
     include_inactive: bool = False,
     along: Sequence[CohortTable] = (),
+    atoms: AtomTable | None = None,
 ) -> CohortTable:
     """Aggregate with one CUBE query, then protect the cells (of this table alone: the joint
     audit with other releases is the release gate's). A cell that is a margin of a table of
     ``along`` (tables of more dimensions over the same population, released with this one)
-    and suppressed there is suppressed here too."""
+    and suppressed there is suppressed here too. With ``atoms`` covering the table's
+    dimensions, filters and ``state``, the query sums its rows instead of scanning the data
+    (the same counts; the table's ``sql`` stays the query over the data)."""
     dims = validate_dimensions(by)
     if k < 2:
         raise ValueError(f"k must be at least 2, got {k}")
@@ -472,7 +479,11 @@ def compute_cohorts(
     # interior cells shown are those of the table with margins, with the same pattern.
     cube = margins or "suppress" in protect
     sql = cohort_sql(dims, filters, include_inactive, cube)
-    grid = _grid(con.execute(sql).fetchall(), categories, cube)
+    if atoms is not None and atoms.covers({*dims, *filters, "state"}):
+        rows = con.execute(cohort_sql(dims, filters, include_inactive, cube, atoms)).fetchall()
+    else:
+        rows = con.execute(sql).fetchall()
+    grid = _grid(rows, categories, cube)
     primary = primary_suppression(grid.counts, k) if "suppress" in protect else np.zeros(grid.n_cells, dtype=bool)
     hidden = primary | suppressed_in(grid, dims, categories, filters, along) if "suppress" in protect else primary
     suppressed = secondary_suppression(grid, hidden, k) if "suppress" in protect else primary
@@ -595,10 +606,11 @@ def table_label(table: CohortTable, name: str | None = None) -> str:
 
 
 def release_tables(
-    session: Session, tables: Sequence[CohortTable], names: Sequence[str | None], include_inactive: bool
-) -> list[CohortTable]:
+    session: Session, tables: Sequence[CohortTable], names: Sequence[str | None], include_inactive: bool,
+    atoms: AtomTable | None = None,
+) -> list[CohortTable]:  # fmt: skip
     """Publish tables together through the release gate: each comes back with the cells the
-    joint audit asked to suppress as well."""
+    joint audit asked to suppress as well (the audit's atoms read from ``atoms`` if given)."""
     blocks, cells = [], []
     for table, name in zip(tables, names, strict=True):
         block, published = table.release_block(
@@ -614,5 +626,5 @@ def release_tables(
         wider: BoolArray = table.protecting(mask)[published]
         return wider
 
-    hidden = session.publish_cells(blocks, protect)
+    hidden = session.publish_cells(blocks, protect, atoms)
     return [t.with_suppressed(c[h]) for t, c, h in zip(tables, cells, hidden, strict=True)]

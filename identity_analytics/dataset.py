@@ -45,6 +45,7 @@ from identity_analytics.loaders.quarantine import QUARANTINE_SCHEMA
 from identity_analytics.overlap import OverlapTable, compute_overlap, release_overlap
 from identity_analytics.policy import PrivacyPolicy
 from identity_analytics.profiles import ProfileStore
+from identity_analytics.release.atoms import atom_table
 from identity_analytics.release.blocks import Block
 from identity_analytics.release.gate import DataVersion, ReleaseGate, Session
 from identity_analytics.release.ledger import FileLedger, Ledger, MemoryLedger
@@ -552,16 +553,21 @@ class Dataset:
             # tables of more dimensions first, unfiltered before filtered: a later one keeps the
             # suppressions of the margins it shares with them (see compute_cohorts' along)
             fresh.sort(key=lambda spec: (-len(spec.by), len(spec.where)))
-            tables: list[CohortTable] = []
-            for spec in fresh:
-                table = compute_cohorts(
-                    self._con, self._vocabulary, spec.by, self._k(spec.k), margins=spec.margins,
-                    where=spec.filters or None, protect=spec.protect, base=spec.base, include_inactive=inactive,
-                    along=tables,
-                )  # fmt: skip
-                tables.append(table)
-            with self._gate.session() as session:
-                released = release_tables(session, tables, [s.name for s in fresh], inactive)
+            for spec in fresh:  # bad input is told before anything is counted
+                validate_dimensions(spec.by)
+                validate_filters(spec.filters, self._vocabulary)
+            named = {"state"}.union(*(set(s.by) | set(s.filters) for s in fresh))
+            with self._gate.session() as session, atom_table(self._con, named | session.dimensions()) as atoms:
+                # one scan of the data: the tables and the audit's atoms are sums over its atoms
+                tables: list[CohortTable] = []
+                for spec in fresh:
+                    table = compute_cohorts(
+                        self._con, self._vocabulary, spec.by, self._k(spec.k), margins=spec.margins,
+                        where=spec.filters or None, protect=spec.protect, base=spec.base, include_inactive=inactive,
+                        along=tables, atoms=atoms,
+                    )  # fmt: skip
+                    tables.append(table)
+                released = release_tables(session, tables, [s.name for s in fresh], inactive, atoms)
                 session.committed.append(lambda: self._answers.update(zip(fresh, released, strict=True)))
         else:
             released = []

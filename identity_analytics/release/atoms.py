@@ -7,12 +7,19 @@ between releases) an identity is followed by its pseudonym: an atom is its categ
 each epoch and whether it was there at all (``_present``), so that people who joined, left
 or changed between two releases are atoms of their own and a difference of two releases is
 audited like any other population. Earlier epochs are read from the ledger's snapshots.
+
+The atoms of the current data can also be kept as a DuckDB table (:class:`AtomTable`, one
+scan of the data): the tables released together are then aggregated from it rather than
+from the data each, and the audit reads its atoms from it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Mapping
+import itertools
+from collections.abc import Collection, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -28,9 +35,7 @@ from identity_analytics.vocabulary import DIMENSIONS, MINOR_BAND
 
 def _minor_sql(minors: str) -> str:
     """SQL of the ``_minor`` flag of a row (its age band, or its pseudonym among ``minors``)."""
-    return (
-        f"(age::VARCHAR = '{MINOR_BAND}' OR pseudonym IN (SELECT pseudonym FROM {minors}))::VARCHAR"
-    )
+    return f"(age::VARCHAR = '{MINOR_BAND}' OR pseudonym IN (SELECT pseudonym FROM {minors}))::VARCHAR"
 
 
 def _relation(dims: set[str], identities: str, minors: str) -> str:
@@ -41,16 +46,51 @@ def _relation(dims: set[str], identities: str, minors: str) -> str:
     return f"SELECT pseudonym, {', '.join(['true AS _here', *columns])} FROM {identities}"
 
 
+_names = itertools.count()
+
+
+@dataclass(frozen=True)
+class AtomTable:
+    """The current data's analytics rows counted by every combination of ``dimensions`` (the
+    columns keep their types; ``_minor`` as text when named), count column ``n``, in the
+    DuckDB table ``name``. Every population over these dimensions is a sum over its rows."""
+
+    name: str
+    dimensions: frozenset[str]
+
+    def covers(self, dimensions: Collection[str]) -> bool:
+        return set(dimensions) <= self.dimensions
+
+
+@contextlib.contextmanager
+def atom_table(con: duckdb.DuckDBPyConnection, dimensions: Collection[str]) -> Iterator[AtomTable]:
+    """An :class:`AtomTable` over ``dimensions`` for the time of the block (one scan of the data)."""
+    dims = set(dimensions)
+    plain = sorted(dims - {MINOR})
+    columns = [*plain, *([f"{_minor_sql(MINORS_TABLE)} AS {MINOR}"] if MINOR in dims else [])]
+    name = f"_ia_atoms_{next(_names)}"
+    selected = ", ".join([*columns, "count(*) AS n"])
+    con.execute(f"CREATE TEMP TABLE {name} AS SELECT {selected} FROM {ANALYTICS_TABLE} GROUP BY ALL")
+    try:
+        yield AtomTable(name, frozenset(dims))
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS {name}")
+
+
 def count_atoms(
     con: duckdb.DuckDBPyConnection,
     current: str,
     needed: Mapping[str, set[str]],
     snapshots: Mapping[str, Path],
+    table: AtomTable | None = None,
 ) -> Atoms:
     """Atoms over the dimensions ``needed`` per epoch; ``current`` is the epoch of the
-    Dataset's own tables, the others are read from ``snapshots`` (one directory each)."""
+    Dataset's own tables, the others are read from ``snapshots`` (one directory each). At the
+    current epoch alone, they are read from ``table`` when it covers the dimensions."""
     epochs = sorted(needed, key=lambda e: (e != current, e))
     if epochs == [current]:
+        if table is not None and table.covers(needed[current]):
+            return _from_table(con, current, needed[current], table)
         return _one_epoch(con, current, needed[current])
     sources = []
     for i, epoch in enumerate(epochs):
@@ -90,6 +130,16 @@ def _one_epoch(con: duckdb.DuckDBPyConnection, epoch: str, dims: set[str]) -> At
         sql = f"SELECT {outer}, n FROM ({inner})"
     else:
         sql = f"SELECT count(*) AS n FROM {ANALYTICS_TABLE}"
+    return _encode(con.sql(sql).to_arrow_table(), tuple((epoch, name) for name in names), names)
+
+
+def _from_table(con: duckdb.DuckDBPyConnection, epoch: str, dims: set[str], table: AtomTable) -> Atoms:
+    names = [*sorted(dims - {MINOR}), *([MINOR] if MINOR in dims else [])]
+    if names:
+        outer = ", ".join(f"{name}::VARCHAR AS {name}" for name in names)
+        sql = f"SELECT {outer}, sum(n)::BIGINT AS n FROM {table.name} GROUP BY ALL"
+    else:
+        sql = f"SELECT coalesce(sum(n), 0)::BIGINT AS n FROM {table.name}"
     return _encode(con.sql(sql).to_arrow_table(), tuple((epoch, name) for name in names), names)
 
 

@@ -38,7 +38,7 @@ import numpy as np
 import numpy.typing as npt
 
 from identity_analytics.errors import PrivacyError
-from identity_analytics.release.atoms import count_atoms, data_fingerprint, snapshot_data
+from identity_analytics.release.atoms import AtomTable, count_atoms, data_fingerprint, snapshot_data
 from identity_analytics.release.blocks import CURRENT_EPOCH, Block
 from identity_analytics.release.joint import AuditBudgetExceeded, JointAuditor, Narrow
 from identity_analytics.release.ledger import Ledger, MemberList, Transaction
@@ -146,8 +146,9 @@ class ReleaseGate:
         if self.ledger.persistent:
             self.data.still_current()
 
-    def atoms(self, blocks: Sequence[Block], epochs: dict[str, Path]) -> Atoms:
-        """Atoms over every dimension the blocks name, per epoch (kept for the next audits)."""
+    def atoms(self, blocks: Sequence[Block], epochs: dict[str, Path], table: AtomTable | None = None) -> Atoms:
+        """Atoms over every dimension the blocks name, per epoch (kept for the next audits;
+        read from ``table`` when it has them)."""
         needed: dict[str, set[str]] = {}
         for block in blocks:
             needed.setdefault(block.epoch, set()).update(block.dimensions())
@@ -162,7 +163,7 @@ class ReleaseGate:
                 )
             if len(self._atoms) >= _ATOMS_KEPT:
                 self._atoms.pop(next(iter(self._atoms)))
-            self._atoms[key] = count_atoms(self.con, self.epoch, needed, epochs)
+            self._atoms[key] = count_atoms(self.con, self.epoch, needed, epochs, table)
         return self._atoms[key]
 
     def patterns(self) -> MemberPatterns:
@@ -207,11 +208,20 @@ class Session:
         release = self.transaction.release
         return [b.stamped(self.gate.epoch, release) for b in blocks]
 
-    def _problem(self, new: list[Block]) -> tuple[list[Block], ReleaseProblem, JointAuditor]:
+    def dimensions(self) -> set[str]:
+        """The dimensions of the current data the audit already counts atoms over (those of
+        the answers recorded and of this session's)."""
+        epoch = self.gate.epoch
+        blocks = [*self.transaction.state.blocks, *self.transaction.blocks]
+        return set().union(*(b.dimensions() for b in blocks if b.epoch == epoch))
+
+    def _problem(
+        self, new: list[Block], table: AtomTable | None = None
+    ) -> tuple[list[Block], ReleaseProblem, JointAuditor]:
         state = self.transaction.state
         everything = [*state.blocks, *self.transaction.blocks, *new]
         try:
-            atoms = self.gate.atoms(everything, state.epochs)
+            atoms = self.gate.atoms(everything, state.epochs, table)
             problem = build_problem(atoms, everything, self.k, new_from=len(everything) - len(new))
         except InconsistentLedger as error:
             raise PrivacyError(
@@ -239,16 +249,20 @@ class Session:
 
     @_timed
     def publish_cells(
-        self, blocks: Sequence[Block], protect: Callable[[int, BoolArray], BoolArray] | None = None
+        self,
+        blocks: Sequence[Block],
+        protect: Callable[[int, BoolArray], BoolArray] | None = None,
+        table: AtomTable | None = None,
     ) -> list[BoolArray]:
         """Audit the cells of ``blocks`` (one per table); per block, the cells to suppress after all.
 
         ``protect(i, cells)``, given cells of block ``i`` that must go, returns the cells of that
         block to suppress so that its table protects them on its own (its secondary
-        suppression): the joint audit then seldom needs another round for them.
+        suppression): the joint audit then seldom needs another round for them. The atoms
+        are read from ``table`` if it has their dimensions.
         """
         new = self._stamp(blocks)
-        everything, release, auditor = self._problem(new)
+        everything, release, auditor = self._problem(new, table)
         first = len(everything) - len(new)
         hide = [np.zeros(b.n_cells, dtype=bool) for b in new]
         sources = release.sources
