@@ -19,6 +19,7 @@ demo: install
 lint: install
 	$(PY) -m ruff check identity_analytics tests bench data notebooks
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports
 
 # The HTML report is checked in a real headless Chromium (Debian's package).
 browser:
@@ -36,6 +37,7 @@ bench: install
 	$(PY) bench/suppression.py
 	$(PY) bench/http.py
 	$(PY) bench/report_1m.py
+	$(PY) bench/release.py
 
 fixtures: install
 	$(PY) data/fixtures/make_fixtures.py

@@ -10,9 +10,8 @@ from identity_analytics.policy import PrivacyPolicy, PseudonymKeyWarning
 from identity_analytics.profiles import ProfileStore
 from identity_analytics.risk import RiskReport
 from identity_analytics.segments import Segment, SegmentResult
+from identity_analytics.version import __version__
 from identity_analytics.vocabulary import Vocabulary
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Cohort",

@@ -28,10 +28,12 @@ from rich.table import Table
 
 import identity_analytics as ia
 from identity_analytics.atomic import atomic_file
+from identity_analytics.errors import describe
 from identity_analytics.loaders.http import RetryPolicy
 from identity_analytics.release.ledger import FileLedger
-from identity_analytics.report import CohortSpec, ConfigError, InputSpec, ReportConfig, describe, write_report
-from identity_analytics.store import MANIFEST, store_ledger
+from identity_analytics.release.stored import store_ledger
+from identity_analytics.report import CohortSpec, ConfigError, InputSpec, ReportConfig, write_report
+from identity_analytics.store import MANIFEST
 
 EXIT_OK, EXIT_BAD_INPUT, EXIT_PRIVACY, EXIT_SOURCE, EXIT_INTERNAL = 0, 2, 3, 4, 1
 

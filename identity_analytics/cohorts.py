@@ -21,7 +21,6 @@ import numpy.typing as npt
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from identity_analytics.loaders.projection import ANALYTICS_TABLE
 from identity_analytics.protection import (
     CellGrid,
     attacker_intervals,
@@ -33,6 +32,7 @@ from identity_analytics.protection import (
 from identity_analytics.release.atoms import AtomTable
 from identity_analytics.release.blocks import Block
 from identity_analytics.release.gate import Session
+from identity_analytics.schema import ANALYTICS_TABLE
 from identity_analytics.vocabulary import DIMENSIONS, IDENTITY_STATES, OTHER, UNDETERMINED, Vocabulary
 
 BoolArray = npt.NDArray[np.bool_]

@@ -7,10 +7,7 @@ import dataclasses
 import datetime
 import functools
 import logging
-import shutil
-import tempfile
 import threading
-import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -27,13 +24,25 @@ from identity_analytics.cohorts import (
     validate_dimensions,
     validate_filters,
 )
+from identity_analytics.connection import connect
 from identity_analytics.contracts import Profile, PublicProfile
 from identity_analytics.errors import LoadError, PrivacyError
 from identity_analytics.load_report import LoadReport, SourceCounts
 from identity_analytics.loaders.formats import PathSpec
 from identity_analytics.loaders.http import RetryPolicy
 from identity_analytics.loaders.pipeline import load_files
-from identity_analytics.loaders.projection import (
+from identity_analytics.loaders.quarantine import QUARANTINE_SCHEMA
+from identity_analytics.overlap import OverlapTable, compute_overlap, release_overlap
+from identity_analytics.policy import PrivacyPolicy
+from identity_analytics.profiles import ProfileStore
+from identity_analytics.release.atoms import atom_table, data_fingerprint
+from identity_analytics.release.blocks import Block
+from identity_analytics.release.gate import DataVersion, ReleaseGate, Session
+from identity_analytics.release.ledger import FileLedger, Ledger, MemoryLedger
+from identity_analytics.release.stored import replacing_store, store_data, store_ledger
+from identity_analytics.risk import RiskReport, compute_risk
+from identity_analytics.schema import (
+    ANALYTICS_COLUMNS,
     ANALYTICS_TABLE,
     MINORS_DDL,
     PROFILE_TABLE,
@@ -41,15 +50,6 @@ from identity_analytics.loaders.projection import (
     enum_type,
     sql_literal,
 )
-from identity_analytics.loaders.quarantine import QUARANTINE_SCHEMA
-from identity_analytics.overlap import OverlapTable, compute_overlap, release_overlap
-from identity_analytics.policy import PrivacyPolicy
-from identity_analytics.profiles import ProfileStore
-from identity_analytics.release.atoms import atom_table
-from identity_analytics.release.blocks import Block
-from identity_analytics.release.gate import DataVersion, ReleaseGate, Session
-from identity_analytics.release.ledger import FileLedger, Ledger, MemoryLedger
-from identity_analytics.risk import RiskReport, compute_risk
 from identity_analytics.segments import (
     Segment,
     SegmentResult,
@@ -58,12 +58,11 @@ from identity_analytics.segments import (
     segment_label,
     segment_size,
 )
+from identity_analytics.store import StoreParts, open_store, writing_store
 from identity_analytics.vocabulary import DIMENSIONS, Vocabulary
 
 logger = logging.getLogger(__name__)
 
-#: Columns of the analytics table, in order.
-ANALYTICS_COLUMNS: tuple[str, ...] = ("pseudonym", *DIMENSIONS)
 _TRY_ENUM_COLUMNS = ", ".join(
     "pseudonym::VARCHAR AS pseudonym" if c == "pseudonym" else f"TRY_CAST({c}::VARCHAR AS {enum_type(c)}) AS {c}"
     for c in ANALYTICS_COLUMNS
@@ -74,30 +73,6 @@ _PSEUDONYM_CHECK = "count(*) FILTER (WHERE NOT regexp_full_match(coalesce(pseudo
 
 _PROFILE_DDL = f"""CREATE TABLE IF NOT EXISTS {PROFILE_TABLE} (
     id VARCHAR, state VARCHAR, traits JSON, metadata_public JSON)"""
-
-
-def connect(memory_limit: str | None = None, temp_directory: str | Path | None = None) -> duckdb.DuckDBPyConnection:
-    """A private in-memory DuckDB connection; past ``memory_limit`` it spills to ``temp_directory``.
-
-    Without ``memory_limit`` DuckDB's default applies (80% of RAM). With one and no
-    ``temp_directory``, spill files go to a private temporary directory removed with the
-    connection (DuckDB's own default would be ``.tmp`` in the working directory).
-    """
-    # Row order is never meaning: ties are ranked by source and line, not by insertion order,
-    # so DuckDB may run every statement fully in parallel.
-    config: dict[str, Any] = {"preserve_insertion_order": False}
-    spill: str | None = None
-    if memory_limit is not None:
-        config["memory_limit"] = memory_limit
-        if temp_directory is None:
-            spill = tempfile.mkdtemp(prefix="identity-analytics-spill-")
-            temp_directory = spill
-    if temp_directory is not None:
-        config["temp_directory"] = str(temp_directory)
-    con = duckdb.connect(":memory:", config=config)
-    if spill is not None:
-        weakref.finalize(con, shutil.rmtree, spill, True)
-    return con
 
 
 P = ParamSpec("P")
@@ -416,10 +391,15 @@ class Dataset:
 
     @classmethod
     def open(cls, path: str | Path, policy: PrivacyPolicy | None = None) -> Dataset:
-        """Open a store written by :meth:`save`."""
-        from identity_analytics.store import open_store
-
-        return open_store(cls, Path(path), policy)
+        """Open a store written by :meth:`save` (its tables stay in its Parquet files)."""
+        path = Path(path)
+        con = connect()
+        parts = open_store(path, policy, con)
+        return cls(
+            con, parts.policy, parts.vocabulary, parts.reference_date, parts.load_report, parts.quarantine,
+            ledger=store_ledger(path), data=store_data(con, path), key_id=parts.key_id,
+            minors_known=parts.minors_known,
+        )  # fmt: skip
 
     @_serialised
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
@@ -428,15 +408,23 @@ class Dataset:
         From then on the Dataset publishes through the store's release ledger (carried over
         when an existing store is replaced); what it published before is recorded there too.
         """
-        from identity_analytics.store import save_store
-
-        return save_store(self, Path(path), overwrite=overwrite)
+        path = Path(path)
+        parts = StoreParts(
+            self._policy, self._vocabulary, self._reference_date, self._load_report, self._quarantine,
+            self._gate.key_id,
+        )  # fmt: skip
+        fingerprint = data_fingerprint(self._con)
+        with (
+            replacing_store(path) as carry_ledger,
+            writing_store(self._con, path, parts, overwrite=overwrite, fingerprint=fingerprint) as work,
+        ):
+            carry_ledger(work)
+        self._publish_through_store(path, store_data(self._con, path))
+        return path
 
     def _publish_through_store(self, path: Path, data: DataVersion) -> None:
         """Publish through the ledger of the store just written at ``path``, adding to it the
         releases this Dataset's ledger holds (unless it is that very ledger)."""
-        from identity_analytics.store import store_ledger
-
         ledger = store_ledger(path)
         old = self._gate
         if not (isinstance(old.ledger, FileLedger) and old.ledger.root.resolve() == ledger.root.resolve()):
@@ -593,15 +581,17 @@ class Dataset:
             session.committed.append(lambda: self._answers.__setitem__(key, size))
         return SegmentResult(segment, self, size, False)
 
-    def _segment_breakdown(self, segment: Segment, by: Sequence[str] | str, **options: Any) -> CohortTable:
-        """A cohort table of the segment's members (a filtered table, released like any)."""
+    def breakdown(self, segment: Segment, by: Sequence[str] | str, **options: Any) -> CohortTable:
+        """A cohort table of the segment's members by ``by`` (a filtered table, released like
+        any; ``options`` as for :meth:`cohorts`). The same as ``ds.segment(s).breakdown(by)``."""
         validate_filters(segment.where, self._vocabulary)
         name = f"breakdown of {segment_label(segment)} by {', '.join(validate_dimensions(by))}"
         spec = Cohort(by=by, where=segment.where, name=name, **options)
         return self.cohort_tables([spec])[0]
 
     @_serialised
-    def _segment_members(self, segment: Segment, allow_minors: bool) -> pa.Table:
+    def members(self, segment: Segment, allow_minors: bool = False) -> pa.Table:
+        """The segment's member list, released through the gate (see :meth:`SegmentResult.members`)."""
         validate_filters(segment.where, self._vocabulary)
         if not allow_minors and not self._minors_known:
             raise PrivacyError(

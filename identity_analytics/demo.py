@@ -6,14 +6,15 @@ import datetime
 import os
 from pathlib import Path
 
-import identity_analytics as ia
+from identity_analytics.dataset import Dataset
+from identity_analytics.policy import PrivacyPolicy
 
 FIXTURES = Path(os.path.relpath(Path(__file__).resolve().parent.parent / "data" / "fixtures"))
 
 
 def main() -> None:
-    policy = ia.PrivacyPolicy(k=10, pseudonym_key=b"demo-key: set IDENTITY_ANALYTICS_PSEUDONYM_KEY in real use")
-    ds = ia.Dataset.from_files(
+    policy = PrivacyPolicy(k=10, pseudonym_key=b"demo-key: set IDENTITY_ANALYTICS_PSEUDONYM_KEY in real use")
+    ds = Dataset.from_files(
         FIXTURES / "identities.ndjson",
         FIXTURES / "demographics.ndjson",
         policy=policy,

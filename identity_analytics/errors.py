@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
 
 class IdentityAnalyticsError(Exception):
     """Base class of every error raised by identity_analytics."""
@@ -30,3 +34,34 @@ class NotFound(IdentityAnalyticsError, LookupError):
 
 class SourceError(IdentityAnalyticsError):
     """A remote source failed after retries; the message names the URL without credentials."""
+
+
+# validation messages ------------------------------------------------------------------------
+
+
+class FieldError(ValueError):
+    """A problem below the field being validated; ``path`` continues that field's location."""
+
+    def __init__(self, path: tuple[str | int, ...], message: str):
+        super().__init__(message)
+        self.path = path
+
+
+def field_location(loc: Sequence[str | int]) -> str:
+    """A validation location as written in the config: ``cohorts[1].where.citizenship``."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else part
+    return text
+
+
+def describe(error: ValidationError) -> tuple[str, str]:
+    """The location and message of the first problem of ``error`` (with a count of the others)."""
+    first = error.errors()[0]
+    loc = [*first["loc"]]
+    cause = first.get("ctx", {}).get("error")
+    if isinstance(cause, FieldError):
+        loc += cause.path
+    message = first["msg"].removeprefix("Value error, ")
+    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    return field_location(loc), message + more

@@ -18,9 +18,9 @@ import numpy as np
 import pyarrow as pa
 
 from identity_analytics.cohorts import _in_list, counted_population, counted_states_sql, validate_filters
-from identity_analytics.loaders.projection import ANALYTICS_TABLE
 from identity_analytics.release.blocks import Block
 from identity_analytics.release.gate import Session
+from identity_analytics.schema import ANALYTICS_TABLE
 from identity_analytics.segments import Segment, segment_label
 from identity_analytics.vocabulary import Vocabulary
 

@@ -18,8 +18,8 @@ import pyarrow as pa
 
 from identity_analytics.contracts import PROFILE_METADATA_KEYS, PROFILE_TRAIT_KEYS, Profile, PublicProfile
 from identity_analytics.errors import NotFound
-from identity_analytics.loaders.projection import PROFILE_TABLE
 from identity_analytics.policy import PrivacyPolicy
+from identity_analytics.schema import PROFILE_TABLE
 
 #: States whose identities have a public profile (absent means active, as in Kratos).
 PUBLIC_STATES = ("active", None)

@@ -34,42 +34,15 @@ from pydantic import (
 from identity_analytics.atomic import atomic_directory
 from identity_analytics.cohorts import PROTECT_MODES, Cohort, CohortTable
 from identity_analytics.dataset import Dataset
-from identity_analytics.errors import PrivacyError
+from identity_analytics.errors import FieldError, PrivacyError, describe, field_location
 from identity_analytics.segments import Segment
 from identity_analytics.store import LEDGER_DIR, MANIFEST
+from identity_analytics.version import __version__
 from identity_analytics.vocabulary import DIMENSIONS, Vocabulary
 
 
 class ConfigError(ValueError):
     """The report configuration is invalid; the message names the file and the field."""
-
-
-class FieldError(ValueError):
-    """A problem below the field being validated; ``path`` continues that field's location."""
-
-    def __init__(self, path: tuple[str | int, ...], message: str):
-        super().__init__(message)
-        self.path = path
-
-
-def field_location(loc: Sequence[str | int]) -> str:
-    """A validation location as written in the config: ``cohorts[1].where.citizenship``."""
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else part
-    return text
-
-
-def describe(error: ValidationError) -> tuple[str, str]:
-    """The location and message of the first problem of ``error`` (with a count of the others)."""
-    first = error.errors()[0]
-    loc = [*first["loc"]]
-    cause = first.get("ctx", {}).get("error")
-    if isinstance(cause, FieldError):
-        loc += cause.path
-    message = first["msg"].removeprefix("Value error, ")
-    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
-    return field_location(loc), message + more
 
 
 def _known_dimensions(dimensions: list[str]) -> list[str]:
@@ -408,7 +381,6 @@ def write_report(
     dataset: Dataset, config: ReportConfig, out: str | Path, inputs: Sequence[str | Path], *, overwrite: bool = True
 ) -> Path:
     """Compute every table and segment of ``config`` and write the report into ``out``, atomically."""
-    from identity_analytics import __version__
 
     out = Path(out)
     # everything of the report is one release: audited together with each other and with

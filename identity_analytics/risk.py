@@ -19,7 +19,7 @@ import duckdb
 from pydantic import BaseModel, ConfigDict
 
 from identity_analytics.cohorts import filter_sql
-from identity_analytics.loaders.projection import ANALYTICS_TABLE
+from identity_analytics.schema import ANALYTICS_TABLE
 from identity_analytics.vocabulary import DIMENSIONS
 
 

@@ -13,23 +13,21 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pyarrow as pa
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from identity_analytics.cohorts import CohortTable, counted_population, filter_sql
-from identity_analytics.errors import PrivacyError
-from identity_analytics.loaders.projection import ANALYTICS_TABLE, MINIMUM_MEMBER_AGE, MINORS_TABLE
+from identity_analytics.errors import PrivacyError, describe
 from identity_analytics.release.blocks import Block
 from identity_analytics.release.gate import Session
+from identity_analytics.schema import ANALYTICS_TABLE, MINIMUM_MEMBER_AGE, MINORS_TABLE
 from identity_analytics.vocabulary import DIMENSIONS, MINOR_BAND
 
 if TYPE_CHECKING:
     import duckdb
-
-    from identity_analytics.dataset import Dataset
 
 
 
@@ -81,8 +79,6 @@ class Segment(BaseModel):
     @classmethod
     def load(cls, path: str | Path) -> Segment:
         """Read a segment saved as YAML or JSON."""
-        from identity_analytics.report import describe
-
         path = Path(path)
         text = path.read_text("utf-8")
         try:
@@ -98,19 +94,27 @@ class Segment(BaseModel):
             raise ValueError(f"{where}: {message}; fix the segment file") from None
 
 
+class SegmentAnswers(Protocol):
+    """What a segment result asks for its breakdowns and members (a :class:`Dataset` answers)."""
+
+    def breakdown(self, segment: Segment, by: Sequence[str] | str, **options: Any) -> CohortTable: ...
+
+    def members(self, segment: Segment, allow_minors: bool = False) -> pa.Table: ...
+
+
 @dataclass
 class SegmentResult:
     """A segment evaluated on a Dataset: its protected size, breakdowns and member list."""
 
     segment: Segment
-    dataset: Dataset = field(repr=False)
+    dataset: SegmentAnswers = field(repr=False)
     size: int | None
     suppressed: bool
 
     def breakdown(self, by: Sequence[str] | str, **kwargs: Any) -> CohortTable:
         """A protected cohort table of the segment's members by other dimensions (a table
         filtered by the segment: audited with every release like any table)."""
-        return self.dataset._segment_breakdown(self.segment, by, **kwargs)
+        return self.dataset.breakdown(self.segment, by, **kwargs)
 
     def members(self, allow_minors: bool = False) -> pa.Table:
         """The members' pseudonyms (one column, ``pseudonym``), sorted.
@@ -119,7 +123,7 @@ class SegmentResult:
         under 16 by birthdate (at the Dataset's reference date) are left out unless
         ``allow_minors=True``.
         """
-        return self.dataset._segment_members(self.segment, allow_minors)
+        return self.dataset.members(self.segment, allow_minors)
 
 
 def population_sql(where: Mapping[str, Sequence[str]], include_inactive: bool, *, adults_only: bool = False) -> str:

@@ -6,11 +6,9 @@ the reference date, the policy settings (never the key; a key fingerprint tells 
 pseudonyms join), the vocabulary, the load report and the data's fingerprint (the epoch its
 releases are counted at).
 
-A store also keeps the release ledger of everything published from it (``ledger/``, see
-:mod:`identity_analytics.release.ledger`). Replacing a store (``overwrite=True``, a nightly
-load) holds the ledger's lock and carries the ledger into the new store, so releases of the
-new data are audited against the old ones; a Dataset still open over the replaced data is
-refused further releases.
+The store reads and writes files and returns parts (:class:`StoreParts`); the Dataset
+assembles them. The release ledger a store keeps in ``ledger/`` is the release package's
+(:mod:`identity_analytics.release.stored`): it is carried over when the store is replaced.
 """
 
 from __future__ import annotations
@@ -18,40 +16,37 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
-import os
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import duckdb
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from identity_analytics.atomic import atomic_directory
-from identity_analytics.errors import LoadError, PrivacyError
+from identity_analytics.errors import LoadError
 from identity_analytics.load_report import LoadReport
-from identity_analytics.loaders.projection import (
+from identity_analytics.loaders.projection import collect_minors
+from identity_analytics.policy import PrivacyPolicy, PseudonymKeyWarning
+from identity_analytics.schema import (
+    ANALYTICS_COLUMNS,
     ANALYTICS_TABLE,
     MINORS_DDL,
     MINORS_TABLE,
     PROFILE_TABLE,
-    collect_minors,
     create_enum_types,
     sql_literal,
 )
-from identity_analytics.policy import PrivacyPolicy, PseudonymKeyWarning
-from identity_analytics.release.atoms import data_fingerprint
-from identity_analytics.release.gate import DataVersion
-from identity_analytics.release.ledger import FileLedger, carry, hold, in_use
+from identity_analytics.version import __version__
 from identity_analytics.vocabulary import Vocabulary
-
-if TYPE_CHECKING:
-    import duckdb
-
-    from identity_analytics.dataset import Dataset
 
 STORE_FORMAT = "identity-analytics-store"
 STORE_VERSION = 1
 MANIFEST = "manifest.json"
+#: The directory of the store's release ledger.
 LEDGER_DIR = "ledger"
 _FILES = {
     "identities": "identities.parquet",
@@ -61,62 +56,55 @@ _FILES = {
 }
 
 
-def _version() -> str:
-    from identity_analytics import __version__
+@dataclass(frozen=True)
+class StoreParts:
+    """What a store holds besides the tables themselves (which live in the connection)."""
 
-    return __version__
-
-
-def save_store(dataset: Dataset, path: Path, *, overwrite: bool) -> Path:
-    """Write ``dataset`` to ``path`` atomically; refuse to replace a store unless ``overwrite``.
-
-    The store's ledger (if it has one) is held while the new store is swapped in and carried
-    into it; afterwards ``dataset`` publishes through it, with its own earlier releases added.
-    """
-    ledger = path / LEDGER_DIR
-    if ledger.is_dir() and in_use(ledger):
-        raise PrivacyError(
-            f"refused: the store {path} has a release open in this process (a `releasing()` block or a report "
-            "over it); finish it before replacing the store"
-        )
-    replacing = (path / MANIFEST).is_file() and ledger.is_dir()
-    with hold(ledger) if replacing else contextlib.nullcontext(), _saving(dataset, path, overwrite) as work:
-        if replacing:
-            carry(ledger, work / LEDGER_DIR)
-    dataset._publish_through_store(path, _store_data(dataset.connection, path))
-    return path
+    policy: PrivacyPolicy
+    vocabulary: Vocabulary
+    reference_date: datetime.date
+    load_report: LoadReport
+    quarantine: pa.Table
+    #: the pseudonym key id the store's pseudonyms were made with
+    key_id: str
+    #: False for a store written before minors were kept, opened under another key
+    minors_known: bool = True
 
 
 @contextlib.contextmanager
-def _saving(dataset: Dataset, path: Path, overwrite: bool) -> Iterator[Path]:
+def writing_store(
+    con: duckdb.DuckDBPyConnection, path: Path, parts: StoreParts, *, overwrite: bool, fingerprint: str
+) -> Iterator[Path]:
+    """Write the tables of ``con`` and a manifest of ``parts`` into a new directory, yielded
+    (more may be added to it), then swapped in at ``path`` atomically; a store is replaced
+    only with ``overwrite``."""
     with atomic_directory(path, marker=MANIFEST, what="store", overwrite=overwrite) as work:
-        con = dataset.connection
-        con.execute(f"COPY {ANALYTICS_TABLE} TO {sql_literal(str(work / _FILES['identities']))} (FORMAT parquet)")
-        con.execute(f"COPY {PROFILE_TABLE} TO {sql_literal(str(work / _FILES['profiles']))} (FORMAT parquet)")
-        con.execute(f"COPY {MINORS_TABLE} TO {sql_literal(str(work / _FILES['minors']))} (FORMAT parquet)")
-        pq.write_table(dataset.quarantine, work / _FILES["quarantine"])
+        for name, table in (("identities", ANALYTICS_TABLE), ("profiles", PROFILE_TABLE), ("minors", MINORS_TABLE)):
+            con.execute(f"COPY {table} TO {sql_literal(str(work / _FILES[name]))} (FORMAT parquet)")
+        pq.write_table(parts.quarantine, work / _FILES["quarantine"])
+        (rows,) = con.execute(f"SELECT count(*) FROM {ANALYTICS_TABLE}").fetchall()[0]
         manifest: dict[str, Any] = {
             "format": STORE_FORMAT,
             "format_version": STORE_VERSION,
-            "library_version": _version(),
+            "library_version": __version__,
             "created_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            "reference_date": dataset.reference_date.isoformat(),
-            "policy": dataset.policy.settings(),
-            "vocabulary": dataset.vocabulary.to_dict(),
-            "load_report": dataset.load_report.model_dump(mode="json"),
+            "reference_date": parts.reference_date.isoformat(),
+            "policy": parts.policy.settings(),
+            "vocabulary": parts.vocabulary.to_dict(),
+            "load_report": parts.load_report.model_dump(mode="json"),
             "tables": {
-                "identities": {"file": _FILES["identities"], "rows": len(dataset)},
+                "identities": {"file": _FILES["identities"], "rows": int(rows)},
                 "profiles": {"file": _FILES["profiles"]},
                 "minors": {"file": _FILES["minors"]},
-                "quarantine": {"file": _FILES["quarantine"], "rows": dataset.quarantine.num_rows},
+                "quarantine": {"file": _FILES["quarantine"], "rows": parts.quarantine.num_rows},
             },
-            "fingerprint": data_fingerprint(con),
+            "fingerprint": fingerprint,
         }
         (work / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", "utf-8")
         yield work
 
 
-def _manifest_identity(path: Path) -> tuple[Any, Any]:
+def manifest_identity(path: Path) -> tuple[Any, Any]:
     """What tells one version of a store from the next (its data's fingerprint, its writing time)."""
     try:
         manifest = json.loads((path / MANIFEST).read_text("utf-8"))
@@ -125,46 +113,14 @@ def _manifest_identity(path: Path) -> tuple[Any, Any]:
     return (manifest.get("fingerprint"), manifest.get("created_at"))
 
 
-def _store_data(con: duckdb.DuckDBPyConnection, path: Path) -> DataVersion:
-    """The data of the store at ``path`` as the release gate sees it: its fingerprint, a
-    snapshot by hard links to its files, and a check that the store was not replaced since."""
-    identity = _manifest_identity(path)
-    fingerprint = identity[0]
-
-    def epoch() -> str:
-        return str(fingerprint) if fingerprint else data_fingerprint(con)
-
-    def snapshot(folder: Path) -> None:
-        for name in ("identities", "minors"):
-            source = path / _FILES[name]
-            if source.is_file():
-                try:
-                    os.link(source, folder / source.name)
-                    continue
-                except OSError:
-                    pass
-            table = ANALYTICS_TABLE if name == "identities" else MINORS_TABLE
-            con.execute(f"COPY (SELECT * FROM {table}) TO {sql_literal(str(folder / source.name))} (FORMAT parquet)")
-
-    def still_current() -> None:
-        if _manifest_identity(path) != identity:
-            raise PrivacyError(
-                f"refused: the store {path} was replaced since this Dataset read it; its answers would be "
-                "recorded against data the store no longer holds. Open the store again"
-            )
-
-    return DataVersion(epoch=epoch, snapshot=snapshot, still_current=still_current)
+def data_file(path: Path, name: str) -> Path:
+    """The Parquet file of the table ``name`` (``identities``, ``minors``, ...) of the store at ``path``."""
+    return path / _FILES[name]
 
 
-def store_ledger(path: Path) -> FileLedger:
-    """The release ledger of the store at ``path``."""
-    return FileLedger(path / LEDGER_DIR, what=f"the release ledger of the store {path}")
-
-
-def open_store(cls: type[Dataset], path: Path, policy: PrivacyPolicy | None) -> Dataset:
-    """Open the store at ``path`` as a Dataset (tables stay in the Parquet files)."""
-    from identity_analytics.dataset import ANALYTICS_COLUMNS, connect
-
+def open_store(path: Path, policy: PrivacyPolicy | None, con: duckdb.DuckDBPyConnection) -> StoreParts:
+    """Open the store at ``path`` in ``con`` (its tables as views over the Parquet files, which
+    stay where they are) and return the rest of it; ``con`` is closed if the store cannot be read."""
     manifest_path = path / MANIFEST
     try:
         manifest = json.loads(manifest_path.read_text("utf-8"))
@@ -188,7 +144,6 @@ def open_store(cls: type[Dataset], path: Path, policy: PrivacyPolicy | None) -> 
             stacklevel=3,
         )
     vocabulary = Vocabulary(manifest["vocabulary"])
-    con = connect()
     try:
         create_enum_types(con, vocabulary)
         files = {name: path / spec["file"] for name, spec in manifest["tables"].items()}
@@ -214,16 +169,12 @@ def open_store(cls: type[Dataset], path: Path, policy: PrivacyPolicy | None) -> 
             f"cannot open the store {path}: {type(error).__name__}: a table file is missing or damaged",
             source=str(path),
         ) from None
-    report = LoadReport.model_validate(manifest["load_report"])
-    return cls(
-        con,
-        policy,
-        vocabulary,
-        reference_date,
-        report,
-        quarantine,
-        ledger=store_ledger(path),
-        data=_store_data(con, path),
+    return StoreParts(
+        policy=policy,
+        vocabulary=vocabulary,
+        reference_date=reference_date,
+        load_report=LoadReport.model_validate(manifest["load_report"]),
+        quarantine=quarantine,
         key_id=settings.get("pseudonym_key_id") or policy.key_id(),
         minors_known=minors_known,
     )

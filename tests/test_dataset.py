@@ -6,7 +6,7 @@ import pyarrow as pa
 import pytest
 
 import identity_analytics as ia
-from identity_analytics.dataset import ANALYTICS_COLUMNS
+from identity_analytics.schema import ANALYTICS_COLUMNS
 
 
 def _table(rows: int = 3, **overrides: list[object]) -> pa.Table:

@@ -20,6 +20,16 @@ import duckdb
 
 from identity_analytics.loaders.staging import DEMOGRAPHIC_FIELDS, DEMOGRAPHICS_STAGE, IDENTITY_STAGE, TRAIT_FIELDS
 from identity_analytics.policy import PrivacyPolicy
+from identity_analytics.schema import (
+    ANALYTICS_TABLE,
+    MINIMUM_MEMBER_AGE,
+    MINORS_TABLE,
+    PROFILE_TABLE,
+    declared_type,
+    enum_type,
+    pseudonym_sql,
+    sql_literal,
+)
 from identity_analytics.vocabulary import (
     AGE_BAND_STARTS,
     DIMENSIONS,
@@ -28,15 +38,6 @@ from identity_analytics.vocabulary import (
     UNDETERMINED,
     Vocabulary,
 )
-
-ANALYTICS_TABLE = "identities"
-PROFILE_TABLE = "profiles"
-#: Pseudonyms of identities younger than MINIMUM_MEMBER_AGE by birthdate at the reference date,
-#: kept beside the analytics table (and in the store) so member lists can leave them out
-#: without recomputing pseudonyms, whatever key the store is later opened with.
-MINORS_TABLE = "minors"
-MINIMUM_MEMBER_AGE = 16
-MINORS_DDL = f"CREATE TABLE IF NOT EXISTS {MINORS_TABLE} (pseudonym VARCHAR)"
 
 #: Longest raw value kept in the load report's ``other_values``.
 MAX_OTHER_VALUE_CHARS = 100
@@ -68,37 +69,12 @@ _RAW: dict[str, str] = {
 }
 
 
-def enum_type(dimension: str) -> str:
-    """Name of the DuckDB ENUM type holding every category of a dimension."""
-    return f"ia_{dimension}"
-
-
-def _declared_type(dimension: str) -> str:
-    return f"ia_{dimension}_declared"
-
-
-def sql_literal(value: str) -> str:
-    """A SQL string literal of ``value`` (quotes doubled)."""
-    return "'" + value.replace("'", "''") + "'"
-
-
-def create_enum_types(con: duckdb.DuckDBPyConnection, vocabulary: Vocabulary) -> None:
-    """Declare one ENUM per dimension (all categories) and one of its declared categories."""
-    for dim in DIMENSIONS:
-        for name, values in (
-            (enum_type(dim), vocabulary.categories(dim)),
-            (_declared_type(dim), vocabulary.declared(dim)),
-        ):
-            con.execute(f"DROP TYPE IF EXISTS {name}")
-            con.execute(f"CREATE TYPE {name} AS ENUM ({', '.join(sql_literal(v) for v in values)})")
-
-
 def _in_vocabulary(dimension: str, value: str) -> str:
     """SQL: ``value`` as a declared category of ``dimension`` (after normalisation), else NULL."""
-    direct = f"TRY_CAST({value} AS {_declared_type(dimension)})"
+    direct = f"TRY_CAST({value} AS {declared_type(dimension)})"
     if dimension in _NORMALISED:
         normalised = _NORMALISED[dimension].format(x=value)
-        return f"coalesce({direct}, TRY_CAST({normalised} AS {_declared_type(dimension)}))::VARCHAR"
+        return f"coalesce({direct}, TRY_CAST({normalised} AS {declared_type(dimension)}))::VARCHAR"
     return f"{direct}::VARCHAR"
 
 
@@ -323,7 +299,7 @@ def project(
     con.execute(
         f"""CREATE OR REPLACE TABLE {ANALYTICS_TABLE} AS
         SELECT pseudonym, {", ".join(DIMENSIONS)}, {others}, _minor FROM (
-            SELECT sha256($opad || unhex(sha256($ipad || encode(id)))) AS pseudonym, {categories},
+            SELECT {pseudonym_sql('id')} AS pseudonym, {categories},
                 * EXCLUDE (id, _years), coalesce(_years < {MINIMUM_MEMBER_AGE}, false) AS _minor
             FROM {_JOINED})""",
         {"ipad": ipad, "opad": opad, "reference_date": reference_date},
@@ -352,7 +328,7 @@ def collect_minors(
     ipad, opad = policy.hmac_pads()
     con.execute(
         f"""CREATE OR REPLACE TABLE {MINORS_TABLE} AS
-        SELECT sha256($opad || unhex(sha256($ipad || encode(id)))) AS pseudonym FROM {relation}
+        SELECT {pseudonym_sql('id')} AS pseudonym FROM {relation}
         WHERE {completed_years(f'TRY_CAST({birthdate} AS DATE)')} < {MINIMUM_MEMBER_AGE}""",
         {"ipad": ipad, "opad": opad, "reference_date": reference_date},
     )

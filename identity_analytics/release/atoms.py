@@ -27,9 +27,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from identity_analytics.loaders.projection import ANALYTICS_TABLE, MINORS_TABLE, sql_literal
 from identity_analytics.release.blocks import MINOR, PRESENT
 from identity_analytics.release.problem import Atoms
+from identity_analytics.schema import ANALYTICS_TABLE, MINORS_TABLE, sql_literal
 from identity_analytics.vocabulary import DIMENSIONS, MINOR_BAND
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import identity_analytics as ia
-from identity_analytics.dataset import ANALYTICS_COLUMNS
+from identity_analytics.schema import ANALYTICS_COLUMNS
 from tests.conftest import FIXTURES, write_lines
 
 REF = datetime.date(2026, 11, 1)

@@ -169,7 +169,7 @@ def test_a_reset_is_an_operators_command_and_is_recorded(tmp_path: Path) -> None
     run = _cli("ledger", "reset", "--store", str(store), "--reason", "new data-sharing agreement")
     run.communicate(timeout=60)
     assert run.returncode == 0
-    from identity_analytics.store import store_ledger
+    from identity_analytics.release.stored import store_ledger
 
     history = store_ledger(store).history()
     assert [e["kind"] for e in history] == ["release", "reset"]

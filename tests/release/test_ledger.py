@@ -11,7 +11,7 @@ import pytest
 import identity_analytics as ia
 from identity_analytics.release import joint
 from identity_analytics.release.ledger import FileLedger
-from identity_analytics.store import store_ledger
+from identity_analytics.release.stored import store_ledger
 from tests.release.attacker import POLICY, Attacker, identity_rows, publish_size, segment
 
 CELLS = {("_25_to_34", "FR"): 30, ("_25_to_34", "IS"): 3, ("_35_to_44", "FR"): 25}
