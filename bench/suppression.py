@@ -36,8 +36,8 @@ from identity_analytics.protection import (
     optimal_secondary,
     primary_suppression,
     secondary_suppression,
-    suppression,
 )
+from identity_analytics.protection.secondary import structure
 
 RATIO_TARGET = 1.2
 MS_TARGET = 100.0
@@ -163,7 +163,7 @@ def time_heuristic(grid: CellGrid, primary: npt.NDArray[np.bool_], k: int,
     times = []
     mask = secondary_suppression(grid, primary, k)
     for _ in range(runs):
-        suppression._STRUCTURES.clear()
+        structure.STRUCTURES.clear()
         t0 = time.perf_counter()
         mask = secondary_suppression(grid, primary, k)
         times.append((time.perf_counter() - t0) * 1000.0)

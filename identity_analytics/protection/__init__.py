@@ -10,11 +10,9 @@ count tells).
 from identity_analytics.protection.audit import attacker_intervals
 from identity_analytics.protection.grid import CellGrid, additivity_matrix
 from identity_analytics.protection.optimal import optimal_secondary
+from identity_analytics.protection.primary import primary_suppression
 from identity_analytics.protection.rounding import round_to_base, rounding_interval
-from identity_analytics.protection.suppression import (
-    primary_suppression,
-    secondary_suppression,
-)
+from identity_analytics.protection.secondary import secondary_suppression
 
 __all__ = [
     "CellGrid",

@@ -5,10 +5,10 @@ Each step of these loops reads and updates a few entries of per-cell and per-rel
 written with numpy, a step is some thirty array calls on arrays of a few hundred entries, and
 their fixed cost made the cover about a third of a 450-cell table's protection. Compiled, a
 step costs a few microseconds. The arithmetic is that of the numpy formulation (kept as the
-reference in ``tests/protection/test_protection_cover_loops.py``), in the same order (sums
+reference in ``tests/protection/secondary/test_cover.py``), in the same order (sums
 accumulate in index order), so the choices, ties included, are the same.
 
-Imported on first use (by :mod:`identity_analytics.protection.suppression`): numba's import
+Imported on first use (by :mod:`identity_analytics.protection.secondary.structure`): numba's import
 and the load of the compiled loops (cached next to this file; compiling them takes about 10 s,
 on the first run after installing, or in every process where no cache can be written) are
 paid only by processes that protect a table.

@@ -13,7 +13,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import identity_analytics.protection.suppression as suppression_module
 from identity_analytics.protection import (
     CellGrid,
     attacker_intervals,
@@ -22,6 +21,7 @@ from identity_analytics.protection import (
     secondary_suppression,
 )
 from identity_analytics.protection.optimal import information_loss
+from identity_analytics.protection.secondary import driver, structure, tuning
 
 TOL = 1e-6
 
@@ -253,8 +253,8 @@ def test_property_guarantee_region_path(case: tuple[np.ndarray, int, bool]) -> N
     grid = CellGrid.full_cube(arr)
     primary = primary_suppression(grid.counts, k)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(suppression_module, "_GLOBAL_LIMIT", 0)
-        patch.setattr(suppression_module, "_REGION_ALTS", 1)
+        patch.setattr(driver, "GLOBAL_LIMIT", 0)
+        patch.setattr(driver, "REGION_ALTS", 1)
         mask = secondary_suppression(grid, primary, k)
     assert_protected(grid, mask, k)
 
@@ -263,7 +263,7 @@ def test_region_path_on_a_four_dimensional_table() -> None:
     rng = np.random.default_rng(11)
     arr = rng.poisson(rng.gamma(1.5, 40.0, size=(4, 4, 4, 12)))
     grid = CellGrid.full_cube(arr)
-    assert grid.n_cells > suppression_module._GLOBAL_LIMIT
+    assert grid.n_cells > tuning.GLOBAL_LIMIT
     k = 10
     primary = primary_suppression(grid.counts, k)
     assert primary.sum() > 10
@@ -311,17 +311,17 @@ def test_past_the_lp_budget_unproven_cells_fall_back_to_their_margins(
     grid = CellGrid.full_cube(counts)
     primary = primary_suppression(grid.counts, 3)
     closures: list[int] = []
-    closure = suppression_module._Engine.upward_closure
+    closure = driver.Engine.upward_closure
 
-    def spy(engine: suppression_module._Engine, cells: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    def spy(engine: driver.Engine, cells: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         closures.append(cells.size)
         return closure(engine, cells)
 
-    monkeypatch.setattr(suppression_module._Engine, "upward_closure", spy)
-    monkeypatch.setattr(suppression_module, "_GLOBAL_LIMIT", global_limit)
+    monkeypatch.setattr(driver.Engine, "upward_closure", spy)
+    monkeypatch.setattr(driver, "GLOBAL_LIMIT", global_limit)
     unlimited = secondary_suppression(grid, primary, 3)
     assert not closures
-    monkeypatch.setattr(suppression_module, "_LP_WORK_BUDGET", 300)
+    monkeypatch.setattr(driver, "LP_WORK_BUDGET", 300)
     limited = secondary_suppression(grid, primary, 3)
     assert closures and sum(closures) > 0
     assert_protected(grid, limited, 3)
@@ -353,12 +353,12 @@ def test_additive_structures_are_kept_per_layout_not_per_counts() -> None:
     first = CellGrid.full_cube(np.array([[3, 20], [30, 40]]))
     same_layout = CellGrid.full_cube(np.array([[30, 2], [1, 40]]))
     other = CellGrid.full_cube(np.array([[3, 20, 5], [30, 40, 6]]))
-    assert suppression_module._relations(first) is suppression_module._relations(same_layout)
-    assert suppression_module._relations(other) is not suppression_module._relations(first)
+    assert structure.relations(first) is structure.relations(same_layout)
+    assert structure.relations(other) is not structure.relations(first)
     # the kept structure serves grids of other counts: each pattern is that of a fresh run
     for grid in (first, same_layout, other, first):
         mask = secondary_suppression(grid, primary_suppression(grid.counts, 10), 10)
         assert_protected(grid, mask, 10)
-    for size in range(2, 2 + 2 * suppression_module._STRUCTURES_KEPT):
-        suppression_module._relations(CellGrid.full_cube(np.ones((size, 2), dtype=np.int64)))
-    assert len(suppression_module._STRUCTURES) == suppression_module._STRUCTURES_KEPT
+    for size in range(2, 2 + 2 * structure.STRUCTURES_KEPT):
+        structure.relations(CellGrid.full_cube(np.ones((size, 2), dtype=np.int64)))
+    assert len(structure.STRUCTURES) == structure.STRUCTURES_KEPT

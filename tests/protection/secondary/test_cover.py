@@ -15,11 +15,11 @@ import pytest
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
-import identity_analytics.protection.suppression as sup
 from identity_analytics.protection import CellGrid, additivity_matrix, primary_suppression
+from identity_analytics.protection.secondary import cover, driver, structure, tuning
 
 
-def reference_greedy(cov: sup._Cover) -> None:
+def reference_greedy(cov: cover.Cover) -> None:
     """The greedy cover with numpy arrays (same rule as ``_Cover.greedy``)."""
     cur, k, m, n = cov.cur, cov.k, cov.m, cov.n_cuts
     cuts, trig = cov.cuts[:n], cov.trig[:n]
@@ -36,7 +36,7 @@ def reference_greedy(cov: sup._Cover) -> None:
         broken = np.flatnonzero(lc_viol)
         if broken.size:
             deficit = -lc_lhs[broken]
-            pos, lens = sup._segments(cov.row_ptr, cov.lc_row[broken])
+            pos, lens = structure.segment_positions(cov.row_ptr, cov.lc_row[broken])
             need = np.repeat(deficit, lens)
             gain += np.bincount(cov.p_cell[pos], weights=np.minimum(cov.p_cap[pos], need) / need, minlength=m)
         if n and viol.any():
@@ -51,8 +51,8 @@ def reference_greedy(cov: sup._Cover) -> None:
                 tg = trig[idle]
                 after = lhs[idle] + cuts[idle, tg]
                 pen += np.bincount(tg, weights=np.maximum(-after, 0.0) / k, minlength=m)
-        score = gain / (cov.weight + sup._ALPHA * pen)
-        score[blocked | (gain <= sup._TOL)] = -1.0
+        score = gain / (cov.weight + tuning.ALPHA * pen)
+        score[blocked | (gain <= tuning.TOL)] = -1.0
         j = int(score.argmax())
         if score[j] <= 0:
             cur[:] = True
@@ -71,13 +71,13 @@ def reference_greedy(cov: sup._Cover) -> None:
         rowcap[rows] += cov.p_cap[pj]
         lc_lhs = rowcap[cov.lc_row] + cov.lc_own
         lc_active = cur[cov.lc_cell]
-        lc_viol = lc_active & (lc_lhs < -sup._TOL)
+        lc_viol = lc_active & (lc_lhs < -tuning.TOL)
         if n:
             lhs = lhs + cuts[:, j]
-            viol = cur[trig] & (lhs < -sup._TOL)
+            viol = cur[trig] & (lhs < -tuning.TOL)
 
 
-def reference_reverse(cov: sup._Cover) -> bool:
+def reference_reverse(cov: cover.Cover) -> bool:
     """Reverse deletion with numpy arrays (same rule as ``_Cover.reverse``)."""
     cur, n = cov.cur, cov.n_cuts
     cuts, trig = cov.cuts[:n], cov.trig[:n]
@@ -90,13 +90,13 @@ def reference_reverse(cov: sup._Cover) -> bool:
         rows = cov.p_row[pj]
         if (cnt[rows] == 2).any():
             continue
-        lcs, lens = sup._segments(cov.lc_ptr, rows)
+        lcs, lens = structure.segment_positions(cov.lc_ptr, rows)
         drop = np.repeat(cov.p_cap[pj], lens)
         live = cur[cov.lc_cell[lcs]] & (cov.lc_cell[lcs] != j)
-        if (live & (lc_lhs[lcs] - drop < -sup._TOL)).any():
+        if (live & (lc_lhs[lcs] - drop < -tuning.TOL)).any():
             continue
         new_lhs = lhs - cuts[:, j]
-        if (cur[trig] & (trig != j) & (new_lhs < -sup._TOL)).any():
+        if (cur[trig] & (trig != j) & (new_lhs < -tuning.TOL)).any():
             continue
         lhs = new_lhs
         lc_lhs[lcs] -= drop
@@ -106,10 +106,10 @@ def reference_reverse(cov: sup._Cover) -> bool:
     return changed
 
 
-def learnt_cover(counts: np.ndarray, k: int) -> sup._Cover:
+def learnt_cover(counts: np.ndarray, k: int) -> cover.Cover:
     """The cover of a whole-table run, with the cuts its audits learnt."""
     grid = CellGrid.full_cube(counts)
-    engine = sup._Engine(grid, sup._relations(grid)[1], k)
+    engine = driver.Engine(grid, structure.relations(grid)[1], k)
     engine.run(primary_suppression(grid.counts, k))
     assert engine._cover is not None
     return engine._cover
@@ -155,12 +155,12 @@ def test_components_are_those_of_a_graph_search() -> None:
     counts, _ = table(2)
     grid = CellGrid.full_cube(counts)
     amat = sp.csr_matrix(additivity_matrix(grid))
-    structure = sup._Structure(amat)
+    relations = structure.Structure(amat)
     incidence = sp.csr_matrix(amat != 0, dtype=np.int64)
     rng = np.random.default_rng(3)
     for fraction in (0.02, 0.1, 0.3, 1.0):
         cells = np.flatnonzero(rng.random(grid.n_cells) < fraction)
-        comps = structure.components(cells)
+        comps = relations.components(cells)
         assert np.array_equal(np.sort(np.concatenate(comps)), cells)
         assert all(np.array_equal(c, np.sort(c)) for c in comps)
         sub = incidence[:, cells]
