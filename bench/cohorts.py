@@ -143,9 +143,12 @@ def main() -> None:
     )
     bare = duckdb.connect()
     bare.register("population", table)
+    # a table asked again is the answer released the first time: each timed run asks a fresh
+    # Dataset (built before the timings) over the same data
+    fresh = iter([ia.Dataset.from_arrow(table, policy=POLICY) for _ in range(args.repeat)])
     ours, same_table = timed(
         [
-            lambda: ds.cohorts(list(BY)),
+            lambda: next(fresh).cohorts(list(BY)),
             lambda: ds.connection.execute(CUBE.format(source="identities")).fetchall(),
         ],
         args.repeat,
@@ -154,7 +157,7 @@ def main() -> None:
     # it clears do not fall on the pair above
     (same_arrow,) = timed([lambda: bare.execute(CUBE.format(source="population")).fetchall()], args.repeat)
 
-    # filtered tables pass the differencing guard (their cells' pseudonyms are remembered)
+    # filtered tables pass the joint release audit with the tables released before them
     start = time.perf_counter()
     ds.cohorts(list(BY), where={"gender": ["female"]})
     first_filtered = time.perf_counter() - start
@@ -166,10 +169,10 @@ def main() -> None:
     parquet = DATA / f"cohorts-{args.rows}.parquet"
     if not parquet.exists():
         bare.execute(f"COPY population TO '{parquet}' (FORMAT parquet)")
-    from_parquet = ia.Dataset.from_parquet(parquet, policy=POLICY)
+    fresh_parquet = iter([ia.Dataset.from_parquet(parquet, policy=POLICY) for _ in range(args.repeat)])
     ours_parquet, bare_parquet = timed(
         [
-            lambda: from_parquet.cohorts(list(BY)),
+            lambda: next(fresh_parquet).cohorts(list(BY)),
             lambda: bare.execute(CUBE.format(source=f"read_parquet('{parquet}')")).fetchall(),
         ],
         args.repeat,
@@ -184,8 +187,8 @@ def main() -> None:
     print(f"{'bare CUBE, same Parquet file':<44}{bare_parquet:>9.3f}{ours_parquet / bare_parquet:>10.2f}x")
     print("target: ours / bare CUBE <= 1.5x")
     print(
-        f"filtered tables (differencing guard): first {first_filtered:.2f} s, "
-        f"second (checked against the first) {second_filtered:.2f} s"
+        f"filtered tables (joint release audit): first {first_filtered:.2f} s, "
+        f"second (audited with the first) {second_filtered:.2f} s"
     )
 
     if args.big_rows:

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 
-from identity_analytics.cohorts import _in_list, counted_population, counted_states_sql, validate_filters
 from identity_analytics.release.blocks import Block
 from identity_analytics.release.gate import Session
 from identity_analytics.schema import ANALYTICS_TABLE
 from identity_analytics.segments import Segment, segment_label
+from identity_analytics.specs import counted_population, counted_states_sql, filters_condition, validate_filters
 from identity_analytics.vocabulary import Vocabulary
 
 if TYPE_CHECKING:
@@ -81,8 +81,7 @@ class OverlapTable:
 
 
 def _condition(segment: Segment) -> str:
-    clauses = [f"{dim} IN ({_in_list(values)})" for dim, values in segment.where.items()]
-    return " AND ".join(clauses) if clauses else "TRUE"
+    return filters_condition(segment.where)
 
 
 def compute_overlap(

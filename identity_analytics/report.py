@@ -32,10 +32,11 @@ from pydantic import (
 )
 
 from identity_analytics.atomic import atomic_directory
-from identity_analytics.cohorts import PROTECT_MODES, Cohort, CohortTable
+from identity_analytics.cohort_table import CohortTable
 from identity_analytics.dataset import Dataset
 from identity_analytics.errors import FieldError, PrivacyError, describe, field_location
 from identity_analytics.segments import Segment
+from identity_analytics.specs import PROTECT_MODES, Cohort
 from identity_analytics.store import LEDGER_DIR, MANIFEST
 from identity_analytics.version import __version__
 from identity_analytics.vocabulary import DIMENSIONS, Vocabulary

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 import duckdb
 from pydantic import BaseModel, ConfigDict
 
-from identity_analytics.cohorts import filter_sql
 from identity_analytics.schema import ANALYTICS_TABLE
+from identity_analytics.specs import filter_sql
 from identity_analytics.vocabulary import DIMENSIONS
 
 

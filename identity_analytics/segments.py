@@ -19,11 +19,12 @@ import pyarrow as pa
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from identity_analytics.cohorts import CohortTable, counted_population, filter_sql
+from identity_analytics.cohort_table import CohortTable
 from identity_analytics.errors import PrivacyError, describe
 from identity_analytics.release.blocks import Block
 from identity_analytics.release.gate import Session
 from identity_analytics.schema import ANALYTICS_TABLE, MINIMUM_MEMBER_AGE, MINORS_TABLE
+from identity_analytics.specs import counted_population, filter_sql
 from identity_analytics.vocabulary import DIMENSIONS, MINOR_BAND
 
 if TYPE_CHECKING:
