@@ -193,6 +193,12 @@ class CohortTable:
         )
         return block, cells
 
+    @property
+    def audited_alone(self) -> bool:
+        """Whether the table's own secondary suppression proved every suppressed cell (exact
+        counts over the whole cube: suppression, no rounding, margins kept)."""
+        return self.protect == "suppress" and self.margins and bool(self.grid.is_margin.any())
+
     def protecting(self, cells: BoolArray) -> BoolArray:
         """The cells to suppress so that this table, with ``cells`` (a mask) suppressed as well,
         protects every suppressed cell on its own: its secondary suppression, run again with

@@ -248,5 +248,6 @@ def release_tables(
         wider: BoolArray = table.protecting(mask)[published]
         return wider
 
-    hidden = session.publish_cells(blocks, protect, atoms)
+    alone = len(tables) == 1 and tables[0].audited_alone
+    hidden = session.publish_cells(blocks, protect, atoms, audited_alone=alone)
     return [t.with_suppressed(c[h]) for t, c, h in zip(tables, cells, hidden, strict=True)]

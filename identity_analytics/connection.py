@@ -20,7 +20,10 @@ def connect(memory_limit: str | None = None, temp_directory: str | Path | None =
     """
     # Row order is never meaning: ties are ranked by source and line, not by insertion order,
     # so DuckDB may run every statement fully in parallel.
-    config: dict[str, Any] = {"preserve_insertion_order": False}
+    # Perfect hash aggregation for keys of up to 20 bits (DuckDB's default: 12): the atom
+    # table of a release groups by its dimensions and ``state`` (about 14 bits for age x
+    # income x parental status), which then costs what the tables' CUBE costs, not 1.6x it.
+    config: dict[str, Any] = {"preserve_insertion_order": False, "perfect_ht_threshold": 20}
     spill: str | None = None
     if memory_limit is not None:
         config["memory_limit"] = memory_limit

@@ -230,3 +230,34 @@ def test_rounded_tables_then_an_exact_margin_are_published_and_count_nobody(seed
     publish_table(ds, attacker, CUBE, protect="round", where={"income": ["low", "middle"]})
     publish_table(ds, attacker, ["gender"])  # refused before: its rows were merged with the rounded ones
     _no_small_group_is_counted(attacker)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 10_000),
+    by=st.sampled_from([CUBE, ("age", "gender"), ("gender", "income"), ("income",)]),
+    filtered=st.booleans(),
+)
+def test_a_table_released_first_and_alone_needs_no_joint_audit(seed: int, by: tuple[str, ...], filtered: bool) -> None:
+    """The gate records a lone first table without auditing it again (its own secondary
+    suppression is the joint audit then): the full joint audit of the same table asks for
+    nothing more, and an attacker of what it published counts nobody."""
+    from identity_analytics.cohorts import compute_cohorts, table_label
+    from identity_analytics.specs import counted_population
+
+    ds = dataset(_cube(seed), CUBE)
+    where = {"age": list(AGES[:2])} if filtered else None
+    table = compute_cohorts(ds.connection, ds.vocabulary, by, 10, where=where)
+    assert table.audited_alone
+    block, _ = table.release_block(table_label(table), counted_population(table.filters, False))
+    with ds.releasing() as session:
+        (hidden,) = session.publish_cells([block], None)  # the full joint audit, no shortcut
+    assert not hidden.any()
+    assert ds.audit_measures()["audits"] == 1
+
+    fresh = dataset(_cube(seed), CUBE)
+    attacker = Attacker.of(fresh)
+    published = publish_table(fresh, attacker, by, where=where)
+    assert fresh.audit_measures()["audits"] == 0  # recorded without a second audit
+    assert published.suppressed.tolist() == table.suppressed.tolist()
+    _no_small_group_is_counted(attacker)
