@@ -28,7 +28,6 @@ import pyarrow as pa
 from identity_analytics.contracts import Profile, PublicProfile
 from identity_analytics.errors import NotFound, SourceError
 from identity_analytics.load_report import LoadReport
-from identity_analytics.loaders.checkpoint import Checkpoint
 from identity_analytics.loaders.http import (
     ApiClient,
     HttpSource,
@@ -41,10 +40,10 @@ from identity_analytics.loaders.http import (
     refuse_redirects,
     safe_url,
 )
-from identity_analytics.loaders.pipeline import finish_load
 from identity_analytics.loaders.progress import progress_bar
-from identity_analytics.loaders.quarantine import QuarantineLog, report_bad
-from identity_analytics.loaders.staging import IDENTITY_STAGE, StagedSource, Staging, StreamSource
+from identity_analytics.loaders.pull import Pull
+from identity_analytics.loaders.quarantine import report_bad
+from identity_analytics.loaders.staging import StagedSource, StreamSource
 from identity_analytics.policy import PrivacyPolicy
 from identity_analytics.vocabulary import Vocabulary
 
@@ -192,69 +191,47 @@ def load_klustr(
     label = safe_url(client.http.url(ME))
     staged = StagedSource(0, StreamSource(label, "combined"))
     refused = StagedSource(1, StreamSource(safe_url(client.http.url(DEMOGRAPHICS)), "demographics"))
-    log = QuarantineLog()
-    staging = Staging(con)
-    saved: Checkpoint | None = None
-    done = 0
-    if checkpoint is not None:
-        # The token list is identified by a keyed digest: the file never holds a token.
-        fingerprint = {
-            "source": "klustr",
-            "url": label,
-            "tokens": len(tokens),
-            "digest": policy.pseudonym("\n".join(tokens))[:16],
-        }
-        saved = Checkpoint(checkpoint, fingerprint)
-        if saved.resumed:
-            saved.restore(con, IDENTITY_STAGE)
-            done = saved.position or 0
-            staged.read, staged.quarantined = saved.get("read", 0), saved.get("quarantined", 0)
-            refused.read = refused.quarantined = saved.get("demographics_refused", 0)
-            log.rows.extend(tuple(r) for r in saved.get("quarantine", []))
-            logger.info("resuming %s after %d of %d tokens", label, done, len(tokens))
-    batch = max(256, 8 * concurrency)
-
-    def stage(first: int, users: list[UserRecord]) -> None:
-        before = len(log)
-        lines, records = [], []
-        for position, user in enumerate(users, first + 1):
-            if user.record is None:
-                log.add(label, position, f"user token #{position}: {user.identity_error}")
-                staged.read += 1
-                staged.quarantined += 1
-                continue
-            if user.demographics_error is not None:
-                log.add(refused.source.label, position, f"user token #{position}: {user.demographics_error}")
-                refused.read += 1
-                refused.quarantined += 1
-            lines.append(position)
-            records.append(user.record)
-        if records:
-            read, bad = staging.exact_arrow(
-                0, pa.array(np.array(lines, dtype=np.int64)), pa.array(records, pa.string()), "combined"
-            )
-            staged.read += read
-            report_bad(log, staged, bad)
-        if saved is not None:
-            saved.commit(
-                con,
-                f"SELECT * FROM {IDENTITY_STAGE} WHERE src = 0 AND line > {first} AND line <= {first + len(users)}",
-                first + len(users),
-                read=staged.read,
-                quarantined=staged.quarantined,
-                demographics_refused=refused.read,
-                quarantine=saved.get("quarantine", []) + [list(r) for r in log.rows[before:]],
-            )
-
+    # The token list is identified by a keyed digest: the checkpoint never holds a token.
+    fingerprint = {
+        "source": "klustr",
+        "url": label,
+        "tokens": len(tokens),
+        "digest": policy.pseudonym("\n".join(tokens))[:16],
+    }
+    pull = Pull(con, staged, checkpoint, fingerprint, refused)
+    done = pull.position or 0
     with progress_bar(f"users from {label}", progress, total=len(tokens)) as advance:
         advance(done)
-        for first, users in _fetch_in_order(client, tokens, done, concurrency, batch):
-            stage(first, users)
+        for first, users in _fetch_in_order(client, tokens, done, concurrency, max(256, 8 * concurrency)):
+            _stage_users(pull, first, users)
+            pull.commit(first, first + len(users), first + len(users))
             advance(len(users))
-    result = finish_load(con, log, [staged], [refused], policy, vocabulary, reference_date)
-    if saved is not None:
-        saved.remove()
-    return result
+    return pull.finish(policy, vocabulary, reference_date)
+
+
+def _stage_users(pull: Pull, first: int, users: list[UserRecord]) -> None:
+    """Stage one batch of users (token positions ``first + 1 ..``); quarantine what a token gave no record of."""
+    staged, refused, log = pull.staged, pull.refused, pull.log
+    assert refused is not None
+    lines, records = [], []
+    for position, user in enumerate(users, first + 1):
+        if user.record is None:
+            log.add(staged.source.label, position, f"user token #{position}: {user.identity_error}")
+            staged.read += 1
+            staged.quarantined += 1
+            continue
+        if user.demographics_error is not None:
+            log.add(refused.source.label, position, f"user token #{position}: {user.demographics_error}")
+            refused.read += 1
+            refused.quarantined += 1
+        lines.append(position)
+        records.append(user.record)
+    if records:
+        read, bad = pull.staging.exact_arrow(
+            0, pa.array(np.array(lines, dtype=np.int64)), pa.array(records, pa.string()), "combined"
+        )
+        staged.read += read
+        report_bad(log, staged, bad)
 
 
 __all__ = ["KlustrClient", "UserRecord", "load_klustr"]

@@ -25,7 +25,6 @@ from pydantic import ValidationError
 from identity_analytics.contracts import Identity
 from identity_analytics.errors import NotFound, SourceError
 from identity_analytics.load_report import LoadReport
-from identity_analytics.loaders.checkpoint import Checkpoint
 from identity_analytics.loaders.http import (
     ApiClient,
     HttpSource,
@@ -37,10 +36,10 @@ from identity_analytics.loaders.http import (
     refuse_redirects,
     safe_url,
 )
-from identity_analytics.loaders.pipeline import finish_load
 from identity_analytics.loaders.progress import progress_bar
-from identity_analytics.loaders.quarantine import QuarantineLog, report_bad
-from identity_analytics.loaders.staging import IDENTITY_STAGE, StagedSource, Staging, StreamSource
+from identity_analytics.loaders.pull import Pull
+from identity_analytics.loaders.quarantine import report_bad
+from identity_analytics.loaders.staging import StagedSource, StreamSource
 from identity_analytics.policy import PrivacyPolicy
 from identity_analytics.vocabulary import Vocabulary
 
@@ -181,46 +180,22 @@ def load_kratos(
         raise ValueError("ids takes neither checkpoint nor organization_id: it asks for these identities only")
     start_url = client.first_page_url(page_size, organization_id)
     label = safe_url(client.http.url(LIST_PATH))
-    staged = StagedSource(0, StreamSource(label, "identity"))
-    log = QuarantineLog()
-    staging = Staging(con)
-    saved: Checkpoint | None = None
-    position: str | None = None
-    if checkpoint is not None:
-        fingerprint = {"source": "kratos", "url": safe_url(start_url)}
-        saved = Checkpoint(checkpoint, fingerprint)
-        if saved.resumed:
-            saved.restore(con, IDENTITY_STAGE)
-            staged.read, staged.quarantined = saved.get("read", 0), saved.get("quarantined", 0)
-            log.rows.extend(tuple(r) for r in saved.get("quarantine", []))
-            position = saved.position
-            logger.info("resuming %s after %d identities", label, staged.read)
-    done = saved is not None and saved.resumed and position is None
+    pull = Pull(con, StagedSource(0, StreamSource(label, "identity")), checkpoint,
+                {"source": "kratos", "url": safe_url(start_url)})  # fmt: skip
+    staged = pull.staged
+    done = pull.resumed and pull.position is None
     with progress_bar(f"identities from {label}", progress) as advance:
         advance(staged.read)
         if ids is not None:
             pages = client.id_pages(ids)
         else:
-            pages = iter(()) if done else client.pages(page_size, organization_id, start=position)
+            pages = iter(()) if done else client.pages(page_size, organization_id, start=pull.position)
         for page in pages:
             first = staged.read
             texts = pa.array([json.dumps(item) for item in page.items], pa.string())
-            before = len(log)
-            read, bad = staging.exact_arrow(0, _lines(first, len(texts)), texts, "identity")
+            read, bad = pull.staging.exact_arrow(0, _lines(first, len(texts)), texts, "identity")
             staged.read += read
-            report_bad(log, staged, bad)
-            if saved is not None:
-                saved.commit(
-                    con,
-                    f"SELECT * FROM {IDENTITY_STAGE} WHERE src = 0 AND line > {first} AND line <= {staged.read}",
-                    page.next_url,
-                    read=staged.read,
-                    quarantined=staged.quarantined,
-                    quarantine=saved.get("quarantine", []) + [list(r) for r in log.rows[before:]],
-                    complete=page.next_url is None,
-                )
+            report_bad(pull.log, staged, bad)
+            pull.commit(first, staged.read, page.next_url, complete=page.next_url is None)
             advance(len(texts))
-    result = finish_load(con, log, [staged], [], policy, vocabulary, reference_date)
-    if saved is not None:
-        saved.remove()
-    return result
+    return pull.finish(policy, vocabulary, reference_date)

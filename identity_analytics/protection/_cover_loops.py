@@ -32,6 +32,9 @@ def _jit(fn: Any) -> Any:
         return njit(fn)
 
 
+# Longer than 80 lines on purpose: one compiled loop over flat arrays, the mirror of the
+# reference in the tests step for step (which is how it is checked); split into functions,
+# its state would have to travel through a dozen arrays per call.
 @_jit
 def greedy_loop(
     cur: Any, blocked: Any, weight: Any,

@@ -26,7 +26,6 @@ import json
 import os
 import secrets
 import shutil
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -38,14 +37,11 @@ import pyarrow.parquet as pq
 
 from identity_analytics.errors import PrivacyError
 from identity_analytics.release.blocks import CURRENT_EPOCH, Block
-
-if sys.platform != "win32":
-    import fcntl
+from identity_analytics.release.ledger_files import carry, fsync_directory, fsync_file, hold, write_parquet
 
 LEDGER_FORMAT = "identity-analytics-ledger"
 LEDGER_VERSION = 1
 LOG = "log.jsonl"
-LOCK = "lock"
 
 
 @dataclass(frozen=True)
@@ -267,16 +263,16 @@ class FileLedger(Ledger):
             stream.flush()
             os.fsync(stream.fileno())
         if fresh:
-            _fsync_directory(self.root)
+            fsync_directory(self.root)
 
     def _write(self, transaction: Transaction) -> None:
         files = []
         for i, (label, members) in enumerate(transaction.lists):
             name = f"lists/{transaction.release:06d}-{i}.parquet"
-            _write_parquet(members, self.root / name)
+            write_parquet(members, self.root / name)
             files.append({"label": label, "size": members.num_rows, "file": name})
         if files:
-            _fsync_directory(self.root / "lists")
+            fsync_directory(self.root / "lists")
         snapshot = None
         epoch = transaction.epoch
         if epoch is not None and epoch not in transaction.state.epochs and transaction.snapshot is not None:
@@ -288,11 +284,11 @@ class FileLedger(Ledger):
                 try:
                     transaction.snapshot(work)
                     for path in work.iterdir():
-                        _fsync_file(path)
+                        fsync_file(path)
                     os.rename(work, target)
                 finally:
                     shutil.rmtree(work, ignore_errors=True)
-                _fsync_directory(self.root / "epochs")
+                fsync_directory(self.root / "epochs")
         entry = _entry(transaction, lists=files, snapshot=snapshot)
         carried = {}
         for other, folder in transaction.snapshots.items():
@@ -393,31 +389,6 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
-def _write_parquet(table: pa.Table, path: Path) -> None:
-    work = path.with_name(f".{path.name}.{secrets.token_hex(6)}")
-    try:
-        pq.write_table(table, work)
-        _fsync_file(work)
-        os.replace(work, path)
-    finally:
-        work.unlink(missing_ok=True)
-
-
-def _fsync_file(path: Path) -> None:
-    with path.open("rb") as stream:
-        os.fsync(stream.fileno())
-
-
-def _fsync_directory(path: Path) -> None:
-    if sys.platform == "win32":
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 # --- open transactions: one per ledger in this process --------------------------------------
 
 _open: set[object] = set()
@@ -455,61 +426,3 @@ def _opening(ledger: Ledger) -> Iterator[None]:
             _open.discard(key)
 
 
-# --- the lock: one holder across processes, re-entrant within one ------------------------
-
-
-class _ProcessLock:
-    def __init__(self) -> None:
-        self.lock = threading.RLock()
-        self.depth = 0
-        self.fd: int | None = None
-
-
-_locks: dict[tuple[int, int], _ProcessLock] = {}
-_locks_guard = threading.Lock()
-
-
-@contextlib.contextmanager
-def hold(root: Path) -> Iterator[None]:
-    """Hold the ledger directory ``root`` (created if missing): an flock on its ``lock`` file,
-    re-entrant within this process (two Datasets over one store take turns, never deadlock)."""
-    root.mkdir(parents=True, exist_ok=True)
-    path = root / LOCK
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        stat = os.fstat(fd)
-        with _locks_guard:
-            entry = _locks.setdefault((stat.st_dev, stat.st_ino), _ProcessLock())
-    except BaseException:
-        os.close(fd)
-        raise
-    with entry.lock:
-        if entry.depth == 0:
-            if sys.platform != "win32":
-                fcntl.flock(fd, fcntl.LOCK_EX)
-            entry.fd = fd
-        else:
-            os.close(fd)
-        entry.depth += 1
-        try:
-            yield
-        finally:
-            entry.depth -= 1
-            if entry.depth == 0 and entry.fd is not None:
-                os.close(entry.fd)  # closing the descriptor releases the flock
-                entry.fd = None
-
-
-def carry(ledger: Path, into: Path) -> None:
-    """Link every file of the ledger directory ``ledger`` into ``into`` (a store being written
-    to replace the one it lives in); hold the ledger while the new store is swapped in."""
-    for path in sorted(ledger.rglob("*")):
-        target = into / path.relative_to(ledger)
-        if path.is_dir():
-            target.mkdir(parents=True, exist_ok=True)
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(path, target)
-        except OSError:
-            shutil.copy2(path, target)

@@ -90,41 +90,8 @@ def build_problem(atoms: Atoms, blocks: Sequence[Block], k: int, new_from: int |
     suppressed): their rows are merged with one another, never with a row of an earlier
     release, whose bounds would otherwise stay tied to a cell that is later suppressed.
     """
-    row_parts, atom_parts, lower_parts, upper_parts, source_parts = [], [], [], [], []
-    offset = 0
-    for index, block in enumerate(blocks):
-        rows, members = _block_pairs(atoms, block)
-        row_parts.append(rows + offset)
-        atom_parts.append(members)
-        lower_parts.append(block.lower)
-        upper_parts.append(block.upper)
-        source_parts.append(np.stack([np.full(block.n_cells, index), np.arange(block.n_cells)], axis=1))
-        offset += block.n_cells
-    patterns = _membership_rows(atoms, blocks)
-    if patterns is not None:
-        rows, members, counts, named = patterns
-        row_parts.append(rows + offset)
-        atom_parts.append(members)
-        lower_parts.append(counts)
-        upper_parts.append(counts)
-        source_parts.append(np.stack([named, np.zeros_like(named)], axis=1))
-        offset += counts.size
-    lower = np.concatenate(lower_parts).astype(np.float64) if lower_parts else np.zeros(0)
-    upper = np.concatenate(upper_parts).astype(np.float64) if upper_parts else np.zeros(0)
-    sources = np.concatenate(source_parts) if source_parts else np.zeros((0, 2), dtype=np.int64)
-    rows = np.concatenate(row_parts) if row_parts else np.zeros(0, dtype=np.int64)
-    members = np.concatenate(atom_parts) if atom_parts else np.zeros(0, dtype=np.int64)
-    matrix = sp.csr_matrix((np.ones(rows.size), (rows, members)), shape=(offset, atoms.n))
-    matrix.sort_indices()
-
-    truth = matrix @ atoms.counts.astype(np.float64)
-    if ((truth < lower - 0.5) | (truth > upper + 0.5)).any():
-        bad = int(np.flatnonzero((truth < lower - 0.5) | (truth > upper + 0.5))[0])
-        block, cell = sources[bad]
-        raise InconsistentLedger(
-            f"{blocks[int(block)].cell_label(int(cell))} was published as {int(lower[bad])}..{int(upper[bad])} "
-            f"but the data it was counted from holds {int(truth[bad])}"
-        )
+    matrix, lower, upper, sources = _published_rows(atoms, blocks)
+    _check_truth(matrix @ atoms.counts.astype(np.float64), lower, upper, sources, blocks)
     # rows over no atom are published zeros: nothing to learn from them
     used_rows = np.flatnonzero(np.diff(matrix.indptr) > 0)
     matrix, lower, upper, sources = matrix[used_rows], lower[used_rows], upper[used_rows], sources[used_rows]
@@ -168,6 +135,51 @@ def build_problem(atoms: Atoms, blocks: Sequence[Block], k: int, new_from: int |
         k=k,
     )
     return ReleaseProblem(problem, merged_sources)
+
+
+def _published_rows(atoms: Atoms, blocks: Sequence[Block]) -> tuple[sp.csr_matrix, FloatArray, FloatArray, IntArray]:
+    """One row per published cell (and per membership class of the released lists), over the
+    atoms: the matrix, its bounds, and each row's (block, cell)."""
+    row_parts, atom_parts, lower_parts, upper_parts, source_parts = [], [], [], [], []
+    offset = 0
+    for index, block in enumerate(blocks):
+        rows, members = _block_pairs(atoms, block)
+        row_parts.append(rows + offset)
+        atom_parts.append(members)
+        lower_parts.append(block.lower)
+        upper_parts.append(block.upper)
+        source_parts.append(np.stack([np.full(block.n_cells, index), np.arange(block.n_cells)], axis=1))
+        offset += block.n_cells
+    patterns = _membership_rows(atoms, blocks)
+    if patterns is not None:
+        rows, members, counts, named = patterns
+        row_parts.append(rows + offset)
+        atom_parts.append(members)
+        lower_parts.append(counts)
+        upper_parts.append(counts)
+        source_parts.append(np.stack([named, np.zeros_like(named)], axis=1))
+        offset += counts.size
+    lower = np.concatenate(lower_parts).astype(np.float64) if lower_parts else np.zeros(0)
+    upper = np.concatenate(upper_parts).astype(np.float64) if upper_parts else np.zeros(0)
+    sources = np.concatenate(source_parts) if source_parts else np.zeros((0, 2), dtype=np.int64)
+    rows = np.concatenate(row_parts) if row_parts else np.zeros(0, dtype=np.int64)
+    members = np.concatenate(atom_parts) if atom_parts else np.zeros(0, dtype=np.int64)
+    matrix = sp.csr_matrix((np.ones(rows.size), (rows, members)), shape=(offset, atoms.n))
+    matrix.sort_indices()
+    return matrix, lower, upper, sources
+
+
+def _check_truth(
+    truth: FloatArray, lower: FloatArray, upper: FloatArray, sources: IntArray, blocks: Sequence[Block]
+) -> None:
+    """Refuse a ledger whose published counts the data does not hold (a damaged snapshot)."""
+    if ((truth < lower - 0.5) | (truth > upper + 0.5)).any():
+        bad = int(np.flatnonzero((truth < lower - 0.5) | (truth > upper + 0.5))[0])
+        block, cell = sources[bad]
+        raise InconsistentLedger(
+            f"{blocks[int(block)].cell_label(int(cell))} was published as {int(lower[bad])}..{int(upper[bad])} "
+            f"but the data it was counted from holds {int(truth[bad])}"
+        )
 
 
 def _membership_rows(atoms: Atoms, blocks: Sequence[Block]) -> tuple[IntArray, IntArray, IntArray, IntArray] | None:

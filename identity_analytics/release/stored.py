@@ -18,7 +18,8 @@ import duckdb
 from identity_analytics.errors import PrivacyError
 from identity_analytics.release.atoms import data_fingerprint
 from identity_analytics.release.gate import DataVersion
-from identity_analytics.release.ledger import FileLedger, carry, hold, in_use
+from identity_analytics.release.ledger import FileLedger, in_use
+from identity_analytics.release.ledger_files import carry, hold
 from identity_analytics.schema import ANALYTICS_TABLE, MINORS_TABLE, sql_literal
 from identity_analytics.store import LEDGER_DIR, MANIFEST, data_file, manifest_identity
 
