@@ -172,6 +172,35 @@ class CohortTable:
 
     # ---- release -------------------------------------------------------------------------
 
+    def audit_record(self, name: str) -> dict[str, Any]:
+        """What the operator's ``audit.json`` holds for this table (named ``name``): its
+        parameters and SQL, every suppressed cell with its reason, and the attacker-interval
+        audit, so that a second person can verify the release."""
+        cells = self.to_arrow()
+        suppressed = [
+            {**{d: row[d] for d in self.by}, "reason": reason}
+            for row, reason in zip(cells.to_pylist(), self.reasons(), strict=True)
+            if row["suppressed"]
+        ]
+        audit = self.audit()
+        widths = audit.column("width").to_pylist()
+        return {
+            "name": name,
+            "by": list(self.by),
+            "where": {d: list(v) for d, v in self.filters.items()},
+            "k": self.k,
+            "margins": self.margins,
+            "protect": self.protect,
+            "base": self.base,
+            "sql": self.sql,
+            "cells": self.grid.n_cells,
+            "primary_suppressions": int(self.primary.sum()),
+            "secondary_suppressions": int(self.suppressed.sum() - self.primary.sum()),
+            "suppressed_cells": suppressed,
+            "attacker_interval_min_width": min(widths) if widths else None,
+            "all_suppressed_cells_protected": all(audit.column("protected").to_pylist()),
+        }
+
     def release_block(self, label: str, population: Mapping[str, Sequence[str]]) -> tuple[Block, np.ndarray]:
         """What the table publishes, for the release gate: its published cells (exact zeros
         left out: an empty cell tells nothing the audit does not assume known) with the bounds

@@ -418,7 +418,6 @@ class DatasetBase:
         """The Dataset's DuckDB connection (tables ``identities`` and ``profiles``)."""
         return self._con
 
-
     @serialised
     def __len__(self) -> int:
         return int(self._con.execute(f"SELECT count(*) FROM {ANALYTICS_TABLE}").fetchall()[0][0])

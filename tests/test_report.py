@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import identity_analytics as ia
-import identity_analytics.report as report_module
+import identity_analytics.report.write as report_write
 from identity_analytics.report import CohortSpec, InputSpec, ReportConfig, SegmentSpec, write_report
 from tests.conftest import FIXTURES, SECRET_MARKER, TEST_KEY, load_fixtures
 
@@ -78,14 +78,14 @@ def test_a_failure_mid_write_leaves_no_report(
     def broken(*args: object) -> str:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(report_module, "_html", broken)
+    monkeypatch.setattr(report_write, "report_html", broken)
     with pytest.raises(RuntimeError):
         write_report(fixture_dataset, CONFIG, tmp_path / "report", INPUTS)
     assert list(tmp_path.iterdir()) == []
 
 
 KILLED = """
-import sys, time, identity_analytics.report as r
+import sys, time, identity_analytics.report.write as r
 original = r._write_table
 def slow(*args):
     original(*args)
