@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Self
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import httpx
 from tenacity import (
@@ -31,27 +31,13 @@ from tenacity import (
 )
 
 from identity_analytics.errors import SourceError
+from identity_analytics.loaders.redaction import safe_url
 from identity_analytics.loaders.transport import StdlibTransport
 
 logger = logging.getLogger(__name__)
 
-#: Query parameters whose values never appear in messages.
-_SECRET_PARAMS = frozenset({"token", "access_token", "api_key", "apikey", "key", "secret", "password", "auth"})
 #: Longest wait honoured from a server's ``Retry-After``.
 MAX_RETRY_AFTER = 60.0
-
-
-def safe_url(url: str | httpx.URL) -> str:
-    """The URL without user info and without the values of secret-looking query parameters."""
-    parts = urlsplit(str(url))
-    host = parts.hostname or ""
-    netloc = f"[{host}]" if ":" in host else host
-    if parts.port:
-        netloc += f":{parts.port}"
-    query = urlencode(
-        [(k, "***" if k.lower() in _SECRET_PARAMS else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
-    )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
 def check_transport_security(base_url: str, allow_insecure: bool) -> None:
@@ -317,42 +303,3 @@ def json_value(response: httpx.Response) -> None:
     body = json_body(response).strip()
     if body:
         json.loads(body)
-
-
-def next_link(response: httpx.Response) -> str | None:
-    """The target of the ``Link`` header's ``rel="next"`` (RFC 8288: rel names are
-    case-insensitive and a rel value may list several, e.g. ``rel="prev next"``)."""
-    for header in response.headers.get_list("link"):
-        for value in _split_outside(header, ","):
-            target, _, params = value.strip().partition(">")
-            if not target.startswith("<"):
-                continue
-            for param in _split_outside(params, ";"):
-                name, _, raw = param.partition("=")
-                rels = raw.strip().strip('"').lower().split()
-                if name.strip().lower() == "rel" and "next" in rels:
-                    return target[1:].strip()
-    return None
-
-
-def _split_outside(text: str, separator: str) -> list[str]:
-    """``text`` split on ``separator`` where it stands outside ``<...>`` and ``"..."``."""
-    parts: list[str] = []
-    current: list[str] = []
-    quoted = bracketed = escaped = False
-    for char in text:
-        if escaped:
-            escaped = False
-        elif quoted and char == "\\":
-            escaped = True
-        elif char == '"' and not bracketed:
-            quoted = not quoted
-        elif char in "<>" and not quoted:
-            bracketed = char == "<"
-        elif char == separator and not quoted and not bracketed:
-            parts.append("".join(current))
-            current = []
-            continue
-        current.append(char)
-    parts.append("".join(current))
-    return parts

@@ -38,11 +38,11 @@ from identity_analytics.loaders.http import (
     json_object,
     json_value,
     refuse_redirects,
-    safe_url,
 )
 from identity_analytics.loaders.progress import progress_bar
 from identity_analytics.loaders.pull import Pull
 from identity_analytics.loaders.quarantine import report_bad
+from identity_analytics.loaders.redaction import safe_url
 from identity_analytics.loaders.staging import StagedSource, StreamSource
 from identity_analytics.policy import PrivacyPolicy
 from identity_analytics.vocabulary import Vocabulary

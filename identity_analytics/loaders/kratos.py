@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import duckdb
 import httpx
@@ -32,13 +32,13 @@ from identity_analytics.loaders.http import (
     json_array,
     json_body,
     json_object,
-    next_link,
     refuse_redirects,
-    safe_url,
 )
+from identity_analytics.loaders.pagination import HeaderLinkPaginator, IdChunkPaginator
 from identity_analytics.loaders.progress import progress_bar
 from identity_analytics.loaders.pull import Pull
 from identity_analytics.loaders.quarantine import report_bad
+from identity_analytics.loaders.redaction import safe_url
 from identity_analytics.loaders.staging import StagedSource, StreamSource
 from identity_analytics.policy import PrivacyPolicy
 from identity_analytics.vocabulary import Vocabulary
@@ -87,21 +87,13 @@ class KratosClient(ApiClient):
         self, page_size: int = 250, organization_id: str | None = None, start: str | None = None
     ) -> Iterator[Page]:
         """Every page of the identity list, following ``Link: <…>; rel="next"`` until there is none."""
-        url: str | None = start or self.first_page_url(page_size, organization_id)
-        seen: set[str] = set()
-        while url is not None:
-            if url in seen:
-                raise SourceError(f"{safe_url(url)} was already read: the server's pagination loops")
-            seen.add(url)
-            response = self.http.get(url, validate=json_array)
+        first = start or self.first_page_url(page_size, organization_id)
+        paginator = HeaderLinkPaginator(self.http.url(LIST_PATH), first)
+        while paginator.has_next:
+            response = self.http.get(paginator.next_request(), validate=json_array)
             _raise_for_status(response)
-            link = next_link(response)
-            # Only the link's query is taken (page_token, page_size, ...): the request goes to
-            # this client's own list URL, so a base path is kept and the API key never follows
-            # a link to another origin.
-            next_url = f"{self.http.url(LIST_PATH)}?{urlsplit(link).query}" if link is not None else None
-            yield Page(json.loads(json_body(response)), next_url)
-            url = next_url
+            paginator.update(response)
+            yield Page(json.loads(json_body(response)), paginator.next_url)
 
     def get(self, identity_id: str) -> Identity:
         """One identity by id; :class:`NotFound` if there is none."""
@@ -120,16 +112,7 @@ class KratosClient(ApiClient):
 
     def id_pages(self, ids: Iterable[str]) -> Iterator[Page]:
         """The raw responses of :meth:`list_by_ids`, one page per chunk of ids."""
-        chunk: list[str] = []
-        size = 0
-        for identity_id in ids:
-            length = len("&ids=") + len(quote(identity_id, safe=""))
-            if chunk and (len(chunk) == MAX_IDS_PER_REQUEST or size + length > MAX_IDS_QUERY_BYTES):
-                yield self._by_ids(chunk)
-                chunk, size = [], 0
-            chunk.append(identity_id)
-            size += length
-        if chunk:
+        for chunk in IdChunkPaginator(ids, MAX_IDS_PER_REQUEST, MAX_IDS_QUERY_BYTES):
             yield self._by_ids(chunk)
 
     def _by_ids(self, ids: list[str]) -> Page:

@@ -1,4 +1,5 @@
-"""Redacted excerpts of bad records, safe to keep in the quarantine table.
+"""Redaction, in one place: excerpts of bad records safe to keep in the quarantine table, and
+URLs safe to show in messages, logs and load reports (:func:`safe_url`).
 
 An excerpt shows a record's shape, never its values: every string value becomes ``"…"``,
 every number or bare word becomes ``…``, key names are kept only when they belong to the
@@ -14,6 +15,9 @@ from __future__ import annotations
 import json
 import re
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import httpx
 
 from identity_analytics.contracts import DROPPED_IDENTITY_KEYS
 
@@ -94,3 +98,20 @@ def redact_text(text: str) -> str:
     except (ValueError, RecursionError):
         return _truncate(_redact_tokens(text.strip()))
     return redact_value(value)
+
+
+#: Query parameters whose values never appear in messages.
+_SECRET_PARAMS = frozenset({"token", "access_token", "api_key", "apikey", "key", "secret", "password", "auth"})
+
+
+def safe_url(url: str | httpx.URL) -> str:
+    """The URL without user info and without the values of secret-looking query parameters."""
+    parts = urlsplit(str(url))
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port:
+        netloc += f":{parts.port}"
+    query = urlencode(
+        [(k, "***" if k.lower() in _SECRET_PARAMS else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))

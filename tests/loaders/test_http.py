@@ -8,7 +8,8 @@ import httpx
 import pytest
 
 import identity_analytics as ia
-from identity_analytics.loaders.http import HttpSource, RetryPolicy, check_transport_security, json_object, safe_url
+from identity_analytics.loaders.http import HttpSource, RetryPolicy, check_transport_security, json_object
+from identity_analytics.loaders.redaction import safe_url
 
 FAST = RetryPolicy(attempts=4, backoff=0.001, max_backoff=0.005, timeout=2)
 
