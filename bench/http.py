@@ -61,7 +61,7 @@ def main() -> None:
         runs: list[tuple[float, float, int]] = []
         for _ in range(args.repeat):
             start, cpu = time.perf_counter(), time.process_time()
-            ds = ia.Dataset.from_klustr(url, tokens, policy=policy, concurrency=args.concurrency, progress=False)
+            ds = ia.Dataset.from_klustr(url, tokens, policy=policy, concurrency=args.concurrency)
             runs.append((time.perf_counter() - start, time.process_time() - cpu, len(ds)))
             ds.close()
     finally:

@@ -30,6 +30,7 @@ import identity_analytics as ia
 from identity_analytics.atomic import atomic_file
 from identity_analytics.errors import describe
 from identity_analytics.loaders.http import RetryPolicy
+from identity_analytics.loaders.progress import ProgressCallback
 from identity_analytics.release.ledger import FileLedger
 from identity_analytics.release.stored import store_ledger
 from identity_analytics.report import CohortSpec, ConfigError, InputSpec, ReportConfig, write_report
@@ -87,6 +88,26 @@ def _status(message: str) -> Iterator[Callable[[str], None]]:
         return
     with err.status(escape(message)) as status:
         yield lambda text: status.update(escape(text))
+
+
+@contextlib.contextmanager
+def _progress_bars() -> Iterator[ProgressCallback | None]:
+    """Rich progress bars on stderr drawing what a pull reports (on a terminal only)."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=True) as bars:
+        tasks: dict[str, TaskID] = {}
+
+        def draw(what: str, done: int, total: int | None) -> None:
+            if what not in tasks:
+                tasks[what] = bars.add_task(escape(what), total=total)
+            bars.update(tasks[what], completed=done, total=total)
+
+        yield draw
 
 
 def _count(items: Sequence[object], noun: str) -> str:
@@ -254,11 +275,12 @@ def pull_kratos(
     """Pull every identity from the Kratos admin API into a store."""
 
     def body() -> None:
-        ds = ia.Dataset.from_kratos(
-            url, api_key=os.environ.get(api_key_env) or None, policy=_policy(), page_size=page_size,
-            organization_id=organization_id, checkpoint=checkpoint, allow_insecure=allow_insecure,
-            reference_date=_date(reference_date), retry=RetryPolicy(attempts=attempts),
-        )  # fmt: skip
+        with _progress_bars() as progress:
+            ds = ia.Dataset.from_kratos(
+                url, api_key=os.environ.get(api_key_env) or None, policy=_policy(), page_size=page_size,
+                organization_id=organization_id, checkpoint=checkpoint, allow_insecure=allow_insecure,
+                reference_date=_date(reference_date), retry=RetryPolicy(attempts=attempts), progress=progress,
+            )  # fmt: skip
         ds.save(store, overwrite=overwrite)
         _say(str(ds.load_report))
 
@@ -281,10 +303,12 @@ def pull_klustr(
 
     def body() -> None:
         token_list = [t.strip() for t in tokens.read_text("utf-8").splitlines() if t.strip()]
-        ds = ia.Dataset.from_klustr(
-            url, token_list, policy=_policy(), concurrency=concurrency, checkpoint=checkpoint,
-            allow_insecure=allow_insecure, reference_date=_date(reference_date), retry=RetryPolicy(attempts=attempts),
-        )  # fmt: skip
+        with _progress_bars() as progress:
+            ds = ia.Dataset.from_klustr(
+                url, token_list, policy=_policy(), concurrency=concurrency, checkpoint=checkpoint,
+                allow_insecure=allow_insecure, reference_date=_date(reference_date),
+                retry=RetryPolicy(attempts=attempts), progress=progress,
+            )  # fmt: skip
         ds.save(store, overwrite=overwrite)
         _say(str(ds.load_report))
 

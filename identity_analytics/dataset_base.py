@@ -5,13 +5,14 @@ adds the answers)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import functools
 import logging
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, ParamSpec, Self, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, Self, TypeVar
 
 import duckdb
 import pyarrow as pa
@@ -22,6 +23,7 @@ from identity_analytics.loaders.analytics import load_analytics_parquet, load_ar
 from identity_analytics.loaders.formats import PathSpec
 from identity_analytics.loaders.http import RetryPolicy
 from identity_analytics.loaders.pipeline import load_files
+from identity_analytics.loaders.progress import ProgressCallback
 from identity_analytics.loaders.quarantine import QUARANTINE_SCHEMA
 from identity_analytics.policy import PrivacyPolicy
 from identity_analytics.release.atoms import data_fingerprint
@@ -37,6 +39,10 @@ from identity_analytics.store import StoreParts, open_store, writing_store
 from identity_analytics.vocabulary import Vocabulary
 
 logger = logging.getLogger(__name__)
+
+if TYPE_CHECKING:
+    from identity_analytics.loaders.klustr import KlustrClient
+    from identity_analytics.loaders.kratos import KratosClient
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -131,7 +137,7 @@ class DatasetBase:
     @classmethod
     def from_kratos(
         cls,
-        base_url: str,
+        base_url: str | KratosClient,
         api_key: str | None = None,
         policy: PrivacyPolicy | None = None,
         page_size: int = 250,
@@ -144,7 +150,7 @@ class DatasetBase:
         ledger: str | Path | None = None,
         allow_insecure: bool = False,
         retry: RetryPolicy | None = None,
-        progress: bool | None = None,
+        progress: ProgressCallback | None = None,
         memory_limit: str | None = None,
         temp_directory: str | Path | None = None,
         ids: Sequence[str] | None = None,
@@ -156,13 +162,22 @@ class DatasetBase:
         ``ids``, only those identities are asked for (``ids=`` filter, up to 500 per request;
         unknown ids are not returned by the API, so they are not counted).
         Plain ``http://`` is refused except to loopback unless ``allow_insecure``.
+        ``base_url`` may be a ready :class:`~identity_analytics.loaders.kratos.KratosClient`
+        (its own transport, retries and key; used as it is and left open). ``progress`` is told
+        ``(what, done, total)`` after every page (see :mod:`identity_analytics.loaders.progress`).
         """
         from identity_analytics.loaders.kratos import KratosClient, load_kratos
 
         policy = policy if policy is not None else PrivacyPolicy()
         vocabulary = vocabulary or Vocabulary.default()
         reference_date = reference_date or datetime.date.today()
-        with KratosClient(base_url, api_key, retry=retry, allow_insecure=allow_insecure) as client:
+        if isinstance(base_url, str):
+            opened: Any = KratosClient(base_url, api_key, retry=retry, allow_insecure=allow_insecure)
+        elif api_key is not None or retry is not None or allow_insecure:
+            raise ValueError("give api_key, retry and allow_insecure to the KratosClient, not to from_kratos")
+        else:
+            opened = contextlib.nullcontext(base_url)
+        with opened as client:
             return cls._build(
                 lambda con: load_kratos(
                     con,
@@ -188,7 +203,7 @@ class DatasetBase:
     @classmethod
     def from_klustr(
         cls,
-        base_url: str,
+        base_url: str | KlustrClient,
         tokens: Sequence[str],
         policy: PrivacyPolicy | None = None,
         concurrency: int = 16,
@@ -200,7 +215,7 @@ class DatasetBase:
         ledger: str | Path | None = None,
         allow_insecure: bool = False,
         retry: RetryPolicy | None = None,
-        progress: bool | None = None,
+        progress: ProgressCallback | None = None,
         memory_limit: str | None = None,
         temp_directory: str | Path | None = None,
     ) -> Self:
@@ -208,16 +223,24 @@ class DatasetBase:
 
         A token the gateway refuses is quarantined by its position (never its value) and the
         pull goes on. With ``checkpoint`` a killed pull resumes where it stopped (same token
-        list, same pseudonym key).
+        list, same pseudonym key). ``base_url`` may be a ready
+        :class:`~identity_analytics.loaders.klustr.KlustrClient` (used as it is, left open);
+        ``progress`` is told ``(what, done, total)`` after every batch of users.
         """
         from identity_analytics.loaders.klustr import KlustrClient, load_klustr
 
         policy = policy if policy is not None else PrivacyPolicy()
         vocabulary = vocabulary or Vocabulary.default()
         reference_date = reference_date or datetime.date.today()
-        with KlustrClient(
-            base_url, retry=retry, allow_insecure=allow_insecure, max_connections=max(concurrency, 1) * 2
-        ) as client:
+        if isinstance(base_url, str):
+            opened: Any = KlustrClient(
+                base_url, retry=retry, allow_insecure=allow_insecure, max_connections=max(concurrency, 1) * 2
+            )
+        elif retry is not None or allow_insecure:
+            raise ValueError("give retry and allow_insecure to the KlustrClient, not to from_klustr")
+        else:
+            opened = contextlib.nullcontext(base_url)
+        with opened as client:
             return cls._build(
                 lambda con: load_klustr(
                     con,

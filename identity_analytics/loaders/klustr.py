@@ -39,7 +39,7 @@ from identity_analytics.loaders.http import (
     json_value,
     refuse_redirects,
 )
-from identity_analytics.loaders.progress import progress_bar
+from identity_analytics.loaders.progress import ProgressCallback, reporter
 from identity_analytics.loaders.pull import Pull
 from identity_analytics.loaders.quarantine import report_bad
 from identity_analytics.loaders.redaction import safe_url
@@ -182,7 +182,7 @@ def load_klustr(
     *,
     concurrency: int = 16,
     checkpoint: str | Path | None = None,
-    progress: bool | None = None,
+    progress: ProgressCallback | None = None,
 ) -> tuple[LoadReport, pa.Table]:
     """Fetch every token's user (bounded concurrency), stage as combined records, project."""
     if concurrency < 1:
@@ -200,12 +200,12 @@ def load_klustr(
     }
     pull = Pull(con, staged, checkpoint, fingerprint, refused)
     done = pull.position or 0
-    with progress_bar(f"users from {label}", progress, total=len(tokens)) as advance:
-        advance(done)
-        for first, users in _fetch_in_order(client, tokens, done, concurrency, max(256, 8 * concurrency)):
-            _stage_users(pull, first, users)
-            pull.commit(first, first + len(users), first + len(users))
-            advance(len(users))
+    advance = reporter(progress, f"users from {label}", len(tokens))
+    advance(done)
+    for first, users in _fetch_in_order(client, tokens, done, concurrency, max(256, 8 * concurrency)):
+        _stage_users(pull, first, users)
+        pull.commit(first, first + len(users), first + len(users))
+        advance(len(users))
     return pull.finish(policy, vocabulary, reference_date)
 
 

@@ -35,7 +35,7 @@ from identity_analytics.loaders.http import (
     refuse_redirects,
 )
 from identity_analytics.loaders.pagination import HeaderLinkPaginator, IdChunkPaginator
-from identity_analytics.loaders.progress import progress_bar
+from identity_analytics.loaders.progress import ProgressCallback, reporter
 from identity_analytics.loaders.pull import Pull
 from identity_analytics.loaders.quarantine import report_bad
 from identity_analytics.loaders.redaction import safe_url
@@ -155,7 +155,7 @@ def load_kratos(
     page_size: int = 250,
     organization_id: str | None = None,
     checkpoint: str | Path | None = None,
-    progress: bool | None = None,
+    progress: ProgressCallback | None = None,
     ids: Sequence[str] | None = None,
 ) -> tuple[LoadReport, pa.Table]:
     """Pull every identity (or those of ``ids``) into the staging tables, page by page, then project."""
@@ -167,18 +167,18 @@ def load_kratos(
                 {"source": "kratos", "url": safe_url(start_url)})  # fmt: skip
     staged = pull.staged
     done = pull.resumed and pull.position is None
-    with progress_bar(f"identities from {label}", progress) as advance:
-        advance(staged.read)
-        if ids is not None:
-            pages = client.id_pages(ids)
-        else:
-            pages = iter(()) if done else client.pages(page_size, organization_id, start=pull.position)
-        for page in pages:
-            first = staged.read
-            texts = pa.array([json.dumps(item) for item in page.items], pa.string())
-            read, bad = pull.staging.exact_arrow(0, _lines(first, len(texts)), texts, "identity")
-            staged.read += read
-            report_bad(pull.log, staged, bad)
-            pull.commit(first, staged.read, page.next_url, complete=page.next_url is None)
-            advance(len(texts))
+    advance = reporter(progress, f"identities from {label}")
+    advance(staged.read)
+    if ids is not None:
+        pages = client.id_pages(ids)
+    else:
+        pages = iter(()) if done else client.pages(page_size, organization_id, start=pull.position)
+    for page in pages:
+        first = staged.read
+        texts = pa.array([json.dumps(item) for item in page.items], pa.string())
+        read, bad = pull.staging.exact_arrow(0, _lines(first, len(texts)), texts, "identity")
+        staged.read += read
+        report_bad(pull.log, staged, bad)
+        pull.commit(first, staged.read, page.next_url, complete=page.next_url is None)
+        advance(len(texts))
     return pull.finish(policy, vocabulary, reference_date)

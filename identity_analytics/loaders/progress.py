@@ -1,26 +1,27 @@
-"""Progress bars for long pulls and loads: shown on an interactive terminal, silent otherwise."""
+"""Progress of long pulls, reported through a callback: the library counts, the caller draws.
+
+A :data:`ProgressCallback` is told ``(what, done, total)`` after every batch: what is being
+pulled (``identities from https://…``, the URL without credentials), how many records so far
+(resumed ones included) and the total when it is known (``None`` for a paginated list). The
+CLI draws it as a rich progress bar on a terminal; a notebook may pass its own.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+
+#: Called as ``progress(what, done, total)`` while a pull advances.
+ProgressCallback = Callable[[str, int, int | None], None]
 
 
-@contextlib.contextmanager
-def progress_bar(
-    description: str, enabled: bool | None = None, total: int | None = None
-) -> Iterator[Callable[[int], None]]:
-    """A callable that advances a rich progress bar (a no-op when not on a terminal)."""
-    if enabled is None:
-        enabled = sys.stderr.isatty()
-    if not enabled:
-        yield lambda n: None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+def reporter(progress: ProgressCallback | None, what: str, total: int | None = None) -> Callable[[int], None]:
+    """A function that advances the count of ``what`` by its argument and tells ``progress``."""
+    done = 0
 
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
-    ) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda n: bar.advance(task, n)
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress is not None:
+            progress(what, done, total)
+
+    return advance

@@ -247,3 +247,12 @@ def test_bodies_that_never_become_json_are_per_user_and_bad_gzip_is_retried() ->
     assert me.record is None and me.identity_error == "/identities/me kept answering a body that is not JSON"
     assert demographics.record is not None and json.loads(demographics.record)["demographics"] is None
     assert demographics.demographics_error == "/identities/me/demographics kept answering a body that is not JSON"
+
+
+def test_a_ready_client_is_used_and_progress_counts_every_token(policy: ia.PrivacyPolicy) -> None:
+    reports: list[tuple[str, int, int | None]] = []
+    with KlustrServer(USERS) as server, KlustrClient(server.url) as client:
+        ds = ia.Dataset.from_klustr(client, TOKENS, policy=policy, progress=lambda *r: reports.append(r))
+    assert len(ds) > 0
+    assert reports[-1][1:] == (len(TOKENS), len(TOKENS))
+    assert all(total == len(TOKENS) for *_, total in reports) and not any(t in str(reports) for t in TOKENS)

@@ -263,3 +263,21 @@ def test_an_api_key_read_with_its_newline_works_and_an_unsendable_one_is_named_n
             with pytest.raises(ValueError, match="API key is empty or holds a control or non-ASCII") as error:
                 ia.Dataset.from_kratos(server.url, api_key=bad, policy=policy)
             assert API_KEY not in str(error.value)
+
+
+def test_a_ready_client_is_used_as_it_is_and_progress_is_reported_not_drawn(
+    policy: ia.PrivacyPolicy, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reports: list[tuple[str, int, int | None]] = []
+    with KratosServer(IDENTITIES, api_key=API_KEY) as server, KratosClient(server.url, API_KEY) as client:
+        ds = ia.Dataset.from_kratos(client, policy=policy, page_size=50, progress=lambda *r: reports.append(r))
+        assert client.get(GOOD_IDS[0]).id == GOOD_IDS[0]  # still open: the caller's client
+        with pytest.raises(ValueError, match="to the KratosClient"):
+            ia.Dataset.from_kratos(client, api_key=API_KEY, policy=policy)
+    assert _pseudonyms(ds) == _expected(policy)
+    pages = -(-len(IDENTITIES) // 50)
+    assert len(reports) == pages + 1  # the resumed count (0), then one report per page
+    assert [done for _, done, _ in reports] == sorted(done for _, done, _ in reports)
+    assert reports[-1][1] == len(IDENTITIES) and all(total is None for *_, total in reports)
+    assert reports[0][0].startswith("identities from http://127.0.0.1") and API_KEY not in str(reports)
+    assert capsys.readouterr().err == ""  # the library draws nothing
