@@ -10,89 +10,22 @@ when, combined with it, it would let a group of 1 to k-1 people be counted.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import pyarrow as pa
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from identity_analytics.cohort_table import CohortTable
-from identity_analytics.errors import PrivacyError, describe
+from identity_analytics.errors import PrivacyError
 from identity_analytics.release.blocks import Block
 from identity_analytics.release.gate import Session
-from identity_analytics.schema import ANALYTICS_TABLE, MINIMUM_MEMBER_AGE, MINORS_TABLE
-from identity_analytics.specs import counted_population, filter_sql
-from identity_analytics.vocabulary import DIMENSIONS, MINOR_BAND
+from identity_analytics.schema import MINIMUM_MEMBER_AGE
+from identity_analytics.specs import Population, Segment
 
 if TYPE_CHECKING:
     import duckdb
 
-
-
-class Segment(BaseModel):
-    """A named audience: identities whose dimensions take one of the listed categories.
-
-    ``where`` maps dimensions to accepted categories (``undetermined`` and ``other``
-    included); an empty ``where`` is everyone counted. Saved as JSON or YAML.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    name: str = Field(min_length=1)
-    where: dict[str, list[str]] = Field(default_factory=dict)
-    description: str | None = None
-
-    @field_validator("where")
-    @classmethod
-    def _known_dimensions(cls, where: dict[str, list[str]]) -> dict[str, list[str]]:
-        unknown = [d for d in where if d not in DIMENSIONS]
-        if unknown:
-            raise ValueError(f"unknown dimension(s) {unknown}; the dimensions are {list(DIMENSIONS)}")
-        empty = [d for d, values in where.items() if not values]
-        if empty:
-            raise ValueError(f"where{empty} lists no category; give at least one")
-        return where
-
-    def to_json(self) -> str:
-        return self.model_dump_json(indent=2, exclude_none=True)
-
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(exclude_none=True), sort_keys=False, allow_unicode=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> Segment:
-        return cls.model_validate_json(text)
-
-    @classmethod
-    def from_yaml(cls, text: str) -> Segment:
-        return cls.model_validate(yaml.safe_load(text))
-
-    def save(self, path: str | Path) -> Path:
-        """Write the segment as YAML (``.yaml``/``.yml``) or JSON (any other suffix); folders are created."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.to_yaml() if path.suffix in (".yaml", ".yml") else self.to_json() + "\n", "utf-8")
-        return path
-
-    @classmethod
-    def load(cls, path: str | Path) -> Segment:
-        """Read a segment saved as YAML or JSON."""
-        path = Path(path)
-        text = path.read_text("utf-8")
-        try:
-            return cls.from_yaml(text) if path.suffix in (".yaml", ".yml") else cls.from_json(text)
-        except yaml.YAMLError as error:
-            mark = getattr(error, "problem_mark", None)
-            where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-            problem = getattr(error, "problem", None) or type(error).__name__
-            raise ValueError(f"{where}: not valid YAML ({problem}); fix the segment file") from None
-        except ValidationError as error:
-            location, message = describe(error)
-            where = f"{path}: {location}" if location else str(path)
-            raise ValueError(f"{where}: {message}; fix the segment file") from None
 
 
 class SegmentAnswers(Protocol):
@@ -127,29 +60,20 @@ class SegmentResult:
         return self.dataset.members(self.segment, allow_minors)
 
 
-def population_sql(where: Mapping[str, Sequence[str]], include_inactive: bool, *, adults_only: bool = False) -> str:
-    """SQL listing the pseudonyms of a segment's population (``adults_only``: minors left out)."""
-    sql = f"SELECT pseudonym FROM {ANALYTICS_TABLE} {filter_sql(where, include_inactive)}"
-    if not adults_only:
-        return sql
-    joiner = "AND" if "WHERE" in sql else "WHERE"
-    return f"{sql} {joiner} age <> '{MINOR_BAND}' AND pseudonym NOT IN (SELECT pseudonym FROM {MINORS_TABLE})"
-
-
 def segment_label(segment: Segment) -> str:
     return f"segment {segment.name!r} ({json.dumps(segment.where, sort_keys=True)})"
 
 
 def segment_size(con: duckdb.DuckDBPyConnection, segment: Segment, include_inactive: bool) -> int:
     """The exact size of a segment (not for publishing: see :func:`release_size`)."""
-    (size,) = con.execute(f"SELECT count(*) FROM ({population_sql(segment.where, include_inactive)})").fetchall()[0]
+    (size,) = con.execute(f"SELECT count(*) FROM ({Population.of(segment.where, include_inactive).sql})").fetchall()[0]
     return int(size)
 
 
 def release_size(session: Session, segment: Segment, size: int, include_inactive: bool) -> None:
     """Publish a segment's size through the release gate (refused if unsafe with earlier releases)."""
     label = segment_label(segment)
-    block = Block.count(f"size of {label}", counted_population(segment.where, include_inactive), size)
+    block = Block.count(f"size of {label}", Population.of(segment.where, include_inactive).recorded(), size)
     session.publish_counts([block], f"the size of {label}")
 
 
@@ -159,7 +83,7 @@ def release_members(
 ) -> pa.Table:  # fmt: skip
     """Publish a segment's member list: refused below k members, or when it (its size, or its
     membership classes with the lists released before) would single anyone out."""
-    population = population_sql(segment.where, include_inactive, adults_only=not allow_minors)
+    population = Population.of(segment.where, include_inactive, adults_only=not allow_minors).sql
     (size,) = con.execute(f"SELECT count(*) FROM ({population})").fetchall()[0]
     label = segment_label(segment)
     if size < k:
@@ -168,7 +92,7 @@ def release_members(
             + ("" if allow_minors else " once minors are left out")
             + "; member lists are released only for at least k members"
         )
-    where = counted_population(segment.where, include_inactive)
+    where = Population.of(segment.where, include_inactive).recorded()
     block = Block.count(f"member list of {label}", where, int(size), adults_only=not allow_minors, listed=True)
     session.publish_members(population, block, f"the member list of {label}")
     return con.sql(f"SELECT pseudonym FROM ({population}) ORDER BY pseudonym").to_arrow_table()
@@ -178,7 +102,6 @@ __all__ = [
     "MINIMUM_MEMBER_AGE",
     "Segment",
     "SegmentResult",
-    "population_sql",
     "release_members",
     "release_size",
     "segment_size",

@@ -1,21 +1,27 @@
-"""The specs of what is asked: cohort tables and the populations they count, validated once.
+"""The specs of what is asked: cohort tables, segments and the populations they count.
 
-A :class:`Cohort` is a value (frozen, hashable): the Python API, the report config and the
-CLI build the same one. Populations are filters over the vocabulary's categories plus the
-state rule of the policy; :func:`filter_sql` is the one place they become SQL.
+A :class:`Cohort` and a :class:`Segment` are values (frozen, validated once): the Python API,
+the report config and the CLI build the same ones. A :class:`Population` is who a count
+counts (filters over the vocabulary's categories, the state rule of the policy, minors left
+out or not), a small printable value whose SQL can be read (``Population.of(...).sql``);
+:func:`filter_sql` is the one place filters become SQL.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, field_validator
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from identity_analytics.schema import sql_literal
-from identity_analytics.vocabulary import DIMENSIONS, IDENTITY_STATES, OTHER, UNDETERMINED, Vocabulary
+from identity_analytics.errors import describe
+from identity_analytics.schema import ANALYTICS_TABLE, MINORS_TABLE, sql_literal
+from identity_analytics.vocabulary import DIMENSIONS, IDENTITY_STATES, MINOR_BAND, OTHER, UNDETERMINED, Vocabulary
 
 BoolArray = npt.NDArray[np.bool_]
 
@@ -136,3 +142,104 @@ def validate_dimensions(by: Sequence[str] | str) -> tuple[str, ...]:
     return dims
 
 
+@dataclass(frozen=True)
+class Population:
+    """Who a count counts: the identities whose dimensions take the listed categories, of the
+    counted states unless ``include_inactive``, minors left out when ``adults_only``. Printed,
+    it says so in words; :attr:`sql` lists its pseudonyms."""
+
+    where: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    include_inactive: bool = False
+    adults_only: bool = False
+
+    @classmethod
+    def of(
+        cls, where: Mapping[str, Sequence[str]], include_inactive: bool = False, *, adults_only: bool = False
+    ) -> Population:
+        return cls(tuple((d, tuple(v)) for d, v in where.items()), include_inactive, adults_only)
+
+    @property
+    def filters(self) -> dict[str, tuple[str, ...]]:
+        return dict(self.where)
+
+    @property
+    def sql(self) -> str:
+        """The query listing the population's pseudonyms."""
+        sql = f"SELECT pseudonym FROM {ANALYTICS_TABLE} {filter_sql(self.filters, self.include_inactive)}".rstrip()
+        if not self.adults_only:
+            return sql
+        joiner = "AND" if "WHERE" in sql else "WHERE"
+        return f"{sql} {joiner} age <> '{MINOR_BAND}' AND pseudonym NOT IN (SELECT pseudonym FROM {MINORS_TABLE})"
+
+    def recorded(self) -> dict[str, tuple[str, ...]]:
+        """The population as the release gate records it (see :func:`counted_population`)."""
+        return counted_population(self.filters, self.include_inactive)
+
+    def __str__(self) -> str:
+        parts = [f"{d} in {list(v)}" for d, v in self.where]
+        states = "every state" if self.include_inactive else f"states {list(COUNTED_STATES)}"
+        adults = ", minors left out" if self.adults_only else ""
+        return f"identities{' with ' + ' and '.join(parts) if parts else ''} ({states}{adults})"
+
+
+class Segment(BaseModel):
+    """A named audience: identities whose dimensions take one of the listed categories.
+
+    ``where`` maps dimensions to accepted categories (``undetermined`` and ``other``
+    included); an empty ``where`` is everyone counted. Saved as JSON or YAML.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1)
+    where: dict[str, list[str]] = Field(default_factory=dict)
+    description: str | None = None
+
+    @field_validator("where")
+    @classmethod
+    def _known_dimensions(cls, where: dict[str, list[str]]) -> dict[str, list[str]]:
+        unknown = [d for d in where if d not in DIMENSIONS]
+        if unknown:
+            raise ValueError(f"unknown dimension(s) {unknown}; the dimensions are {list(DIMENSIONS)}")
+        empty = [d for d, values in where.items() if not values]
+        if empty:
+            raise ValueError(f"where{empty} lists no category; give at least one")
+        return where
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2, exclude_none=True)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(exclude_none=True), sort_keys=False, allow_unicode=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Segment:
+        return cls.model_validate_json(text)
+
+    @classmethod
+    def from_yaml(cls, text: str) -> Segment:
+        return cls.model_validate(yaml.safe_load(text))
+
+    def save(self, path: str | Path) -> Path:
+        """Write the segment as YAML (``.yaml``/``.yml``) or JSON (any other suffix); folders are created."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.to_yaml() if path.suffix in (".yaml", ".yml") else self.to_json() + "\n", "utf-8")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Segment:
+        """Read a segment saved as YAML or JSON."""
+        path = Path(path)
+        text = path.read_text("utf-8")
+        try:
+            return cls.from_yaml(text) if path.suffix in (".yaml", ".yml") else cls.from_json(text)
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+            problem = getattr(error, "problem", None) or type(error).__name__
+            raise ValueError(f"{where}: not valid YAML ({problem}); fix the segment file") from None
+        except ValidationError as error:
+            location, message = describe(error)
+            where = f"{path}: {location}" if location else str(path)
+            raise ValueError(f"{where}: {message}; fix the segment file") from None
