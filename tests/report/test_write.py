@@ -1,4 +1,4 @@
-"""Reports: audit record contents, atomic output (also under SIGKILL), rendering in real Chromium."""
+"""Writing a report: the audit record, no secret and no small count, atomic output (also under SIGKILL)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,6 @@ import contextlib
 import hashlib
 import json
 import os
-import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -18,23 +16,9 @@ import pytest
 
 import identity_analytics as ia
 import identity_analytics.report.write as report_write
-from identity_analytics.report import CohortSpec, InputSpec, ReportConfig, SegmentSpec, write_report
-from tests.conftest import FIXTURES, SECRET_MARKER, TEST_KEY, load_fixtures
-
-INPUTS = [str(FIXTURES / "identities.ndjson"), str(FIXTURES / "demographics.ndjson")]
-CONFIG = ReportConfig(
-    input=InputSpec(identities=INPUTS[:1], demographics=INPUTS[1:]),
-    cohorts=[
-        CohortSpec(name="aip", by=["age", "income", "parental_status"]),
-        CohortSpec(name="g", by=["gender"], protect="round"),
-    ],
-    segments=[SegmentSpec(name="parents", where={"parental_status": ["parent"]}, breakdown=["age"])],
-)
-
-
-@pytest.fixture(scope="module")
-def written(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_report(load_fixtures(), CONFIG, tmp_path_factory.mktemp("r") / "report", INPUTS)
+from identity_analytics.report import write_report
+from tests.conftest import SECRET_MARKER, TEST_KEY
+from tests.report.conftest import CONFIG, INPUTS
 
 
 def test_audit_records_inputs_parameters_tables_and_counts(written: Path, fixture_dataset: ia.Dataset) -> None:
@@ -133,49 +117,3 @@ def test_a_run_killed_mid_write_leaves_the_previous_report_intact(tmp_path: Path
 
     subprocess.run(command, check=True, env=env, capture_output=True)
     assert [p.name for p in tmp_path.iterdir()] == ["report"]  # the next run removed the killed run's leftovers
-
-
-def test_report_html_is_self_contained_and_lists_its_parameters(written: Path) -> None:
-    page = (written / "report.html").read_text()
-    images = re.findall(r"<img\b[^>]*>", page, re.IGNORECASE)
-    assert len(images) == 2
-    for image in images:
-        source = re.search(r"\ssrc=(['\"])(.*?)\1", image)
-        assert source is not None and source.group(2).startswith("data:image/png;base64,"), image[:80]
-    assert re.search(r"https?://", page, re.IGNORECASE) is None
-    assert re.search(r"<script\b[^>]*\ssrc\s*=", page, re.IGNORECASE) is None
-    assert re.search(r"<link\b|<iframe\b|@import|url\(", page, re.IGNORECASE) is None
-    assert "<h2>Load</h2>" not in page and "audit.json" in page  # exact load counts stay in audit.json
-    parameters = dict(re.findall(r"<dt>(.*?)</dt><dd>(.*?)</dd>", page))
-    assert parameters["k"] == "10" and parameters["reference date"] == "2026-11-01"
-    assert all(Path(p).name in parameters["inputs"] for p in INPUTS)
-
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-
-
-@pytest.mark.skipif(
-    CHROMIUM is None and not os.environ.get("IDENTITY_ANALYTICS_REQUIRE_BROWSER"),
-    reason="no Chromium on this machine (make test and CI install Debian's chromium)",
-)
-def test_report_renders_its_tables_and_charts_in_headless_chromium(written: Path, tmp_path: Path) -> None:
-    assert CHROMIUM is not None, "Chromium is required (IDENTITY_ANALYTICS_REQUIRE_BROWSER is set)"
-    flags = [
-        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000",
-    ]  # fmt: skip
-    url = (written / "report.html").as_uri()
-    dom = subprocess.run([*flags, "--dump-dom", url], capture_output=True, text=True, timeout=120, check=True).stdout
-    body = re.search(r"<body[^>]*>", dom)
-    assert body is not None
-    charts = re.search(r'data-charts-rendered="(\d+)"', body.group(0))
-    tables = re.search(r'data-tables="(\d+)"', body.group(0))
-    assert charts is not None and int(charts.group(1)) == 2  # every embedded chart decoded
-    assert tables is not None and int(tables.group(1)) >= 4  # cohort tables, the breakdown, the segments
-    assert dom.count('class="s"') > 0  # suppressed cells marked
-    shot = tmp_path / "report.png"
-    subprocess.run(
-        [*flags, f"--screenshot={shot}", "--window-size=1200,2000", url], capture_output=True, timeout=120, check=True
-    )
-    assert shot.stat().st_size > 20_000
