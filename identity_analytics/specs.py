@@ -19,7 +19,7 @@ import numpy.typing as npt
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from identity_analytics.errors import describe
+from identity_analytics.errors import FieldError, describe
 from identity_analytics.schema import ANALYTICS_TABLE, MINORS_TABLE, sql_literal
 from identity_analytics.vocabulary import DIMENSIONS, IDENTITY_STATES, MINOR_BAND, OTHER, UNDETERMINED, Vocabulary
 
@@ -85,6 +85,30 @@ def counted_states_sql() -> str:
     return " AND ".join(f"state <> '{state}'" for state in UNCOUNTED_STATES)
 
 
+def dimension_problems(dimensions: Sequence[str]) -> list[tuple[int, str]]:
+    """(position, message) of every dimension of ``dimensions`` that is unknown or given twice."""
+    problems = []
+    for index, dimension in enumerate(dimensions):
+        if dimension not in DIMENSIONS:
+            problems.append((index, f"unknown dimension {dimension!r}; the dimensions are {list(DIMENSIONS)}"))
+        elif list(dimensions).index(dimension) != index:
+            problems.append((index, f"{dimension!r} is given twice"))
+    return problems
+
+
+def category_problem(dimension: str, values: Sequence[str], vocabulary: Vocabulary | None) -> str | None:
+    """What is wrong with filtering the known ``dimension`` on ``values`` (None: nothing);
+    categories are checked when the vocabulary is known."""
+    if not values:
+        return "lists no category; give at least one"
+    if vocabulary is not None:
+        categories = vocabulary.categories(dimension)
+        unknown = [v for v in values if v not in categories]
+        if unknown:
+            return f"unknown categories {unknown}; the categories are {list(categories)}"
+    return None
+
+
 def validate_filters(where: Mapping[str, Sequence[str]] | None, vocabulary: Vocabulary) -> dict[str, tuple[str, ...]]:
     """``where`` checked against the vocabulary: known dimensions, known categories, not empty."""
     checked: dict[str, tuple[str, ...]] = {}
@@ -92,14 +116,10 @@ def validate_filters(where: Mapping[str, Sequence[str]] | None, vocabulary: Voca
         if dim not in DIMENSIONS:
             raise ValueError(f"unknown dimension {dim!r} in where; the dimensions are {list(DIMENSIONS)}")
         values = [values] if isinstance(values, str) else list(values)  # any iterable, read once
+        problem = category_problem(dim, values, vocabulary)
+        if problem is not None:
+            raise ValueError(f"where[{dim!r}]: {problem}")
         categories = vocabulary.categories(dim)
-        unknown = [v for v in values if v not in categories]
-        if unknown:
-            raise ValueError(
-                f"unknown {dim} value(s) {unknown} in where; the categories of {dim} are {list(categories)}"
-            )
-        if not values:
-            raise ValueError(f"where[{dim!r}] is empty; give at least one of {list(categories)}")
         checked[dim] = tuple(c for c in categories if c in set(values))
     return checked
 
@@ -134,11 +154,9 @@ def validate_dimensions(by: Sequence[str] | str) -> tuple[str, ...]:
     dims = (by,) if isinstance(by, str) else tuple(by)
     if not 1 <= len(dims) <= MAX_DIMENSIONS:
         raise ValueError(f"give 1 to {MAX_DIMENSIONS} dimensions to group by, got {len(dims)}: {list(dims)}")
-    unknown = [d for d in dims if d not in DIMENSIONS]
-    if unknown:
-        raise ValueError(f"unknown dimension(s) {unknown}; the dimensions are {list(DIMENSIONS)}")
-    if len(set(dims)) != len(dims):
-        raise ValueError(f"each dimension may appear once in by, got {list(dims)}")
+    problems = dimension_problems(dims)
+    if problems:
+        raise ValueError(f"by: {problems[0][1]}")
     return dims
 
 
@@ -198,12 +216,13 @@ class Segment(BaseModel):
     @field_validator("where")
     @classmethod
     def _known_dimensions(cls, where: dict[str, list[str]]) -> dict[str, list[str]]:
-        unknown = [d for d in where if d not in DIMENSIONS]
-        if unknown:
-            raise ValueError(f"unknown dimension(s) {unknown}; the dimensions are {list(DIMENSIONS)}")
-        empty = [d for d, values in where.items() if not values]
-        if empty:
-            raise ValueError(f"where{empty} lists no category; give at least one")
+        for dimension, values in where.items():
+            problem = (
+                dimension_problems([dimension])[0][1] if dimension not in DIMENSIONS
+                else category_problem(dimension, values, None)
+            )  # fmt: skip
+            if problem is not None:
+                raise FieldError((dimension,), problem)
         return where
 
     def to_json(self) -> str:

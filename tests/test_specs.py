@@ -42,6 +42,6 @@ def test_specs_are_frozen_values_and_bad_input_names_the_field() -> None:
     assert cohort == same and hash(cohort) == hash(same)
     with pytest.raises(ValueError, match="unknown dimension"):
         Segment(name="x", where={"shoe_size": ["42"]})
-    with pytest.raises(ValueError, match=r"unknown gender value\(s\) \['robot'\]"):
+    with pytest.raises(ValueError, match=r"where\['gender'\]: unknown categories \['robot'\]"):
         validate_filters({"gender": ["robot"]}, ia.Vocabulary.default())
     assert ia.Segment is Segment

@@ -21,7 +21,7 @@ from pydantic import (
 
 from identity_analytics.errors import FieldError, describe, field_location
 from identity_analytics.segments import Segment
-from identity_analytics.specs import PROTECT_MODES, Cohort
+from identity_analytics.specs import PROTECT_MODES, Cohort, category_problem, dimension_problems
 from identity_analytics.store import MANIFEST
 from identity_analytics.vocabulary import DIMENSIONS, Vocabulary
 
@@ -31,11 +31,8 @@ class ConfigError(ValueError):
 
 
 def _known_dimensions(dimensions: list[str]) -> list[str]:
-    for index, dimension in enumerate(dimensions):
-        if dimension not in DIMENSIONS:
-            raise FieldError((index,), f"unknown dimension {dimension!r}; the dimensions are {list(DIMENSIONS)}")
-        if dimensions.index(dimension) != index:
-            raise FieldError((index,), f"{dimension!r} is given twice")
+    for index, message in dimension_problems(dimensions)[:1]:
+        raise FieldError((index,), message)
     return dimensions
 
 
@@ -45,13 +42,9 @@ def _known_categories(where: dict[str, list[str]], info: ValidationInfo) -> dict
     for dimension, values in where.items():
         if dimension not in DIMENSIONS:
             raise FieldError((dimension,), f"unknown dimension; the dimensions are {list(DIMENSIONS)}")
-        if not values:
-            raise FieldError((dimension,), "lists no category; give at least one")
-        if isinstance(vocabulary, Vocabulary):
-            categories = vocabulary.categories(dimension)
-            unknown = [v for v in values if v not in categories]
-            if unknown:
-                raise FieldError((dimension,), f"unknown categories {unknown}; the categories are {list(categories)}")
+        problem = category_problem(dimension, values, vocabulary if isinstance(vocabulary, Vocabulary) else None)
+        if problem is not None:
+            raise FieldError((dimension,), problem)
     return where
 
 
