@@ -8,14 +8,10 @@ import pytest
 
 import identity_analytics as ia
 from identity_analytics.vocabulary import DIMENSIONS
+from tests.test_cohorts import POLICY, SMALL, VOCABULARY
 
 matplotlib.use("Agg")
 
-VOCABULARY = ia.Vocabulary.default()
-SMALL = {d: VOCABULARY.categories(d) for d in DIMENSIONS}
-SMALL["citizenship"] = ("FR", "DE", "undetermined", "other")
-SMALL["locale"] = ("fr", "de-DE", "undetermined", "other")
-POLICY = ia.PrivacyPolicy(pseudonym_key=b"cohort-tests")
 
 
 
