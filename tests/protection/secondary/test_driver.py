@@ -4,8 +4,6 @@ independent LP audit (attacker_intervals)."""
 from __future__ import annotations
 
 import gc
-import subprocess
-import sys
 
 import numpy as np
 import numpy.typing as npt
@@ -16,12 +14,10 @@ from hypothesis import strategies as st
 from identity_analytics.protection import (
     CellGrid,
     attacker_intervals,
-    optimal_secondary,
     primary_suppression,
     secondary_suppression,
 )
-from identity_analytics.protection.optimal import information_loss
-from identity_analytics.protection.secondary import driver, structure, tuning
+from identity_analytics.protection.secondary import driver, tuning
 
 TOL = 1e-6
 
@@ -43,13 +39,6 @@ def cell(grid: CellGrid, *codes: int) -> int:
     return int(np.flatnonzero((grid.codes == np.asarray(codes)).all(axis=1))[0])
 
 
-def test_primary_suppression() -> None:
-    counts = np.array([0, 1, 4, 5, 9, 10, 300])
-    assert primary_suppression(counts, 5).tolist() == [False, True, True, False, False, False,
-                                                       False]
-    assert not primary_suppression(counts, 1).any()
-    with pytest.raises(ValueError):
-        primary_suppression(counts, 0)
 
 
 def test_two_by_two_needs_a_rectangle() -> None:
@@ -64,12 +53,6 @@ def test_two_by_two_needs_a_rectangle() -> None:
     assert hi[cell(grid, 0, 0)] == 23.0  # bounded by its row total
 
 
-def test_audit_detects_an_unprotected_cell() -> None:
-    grid = CellGrid.full_cube(np.array([[3, 20], [30, 40]]))
-    only_primary = primary_suppression(grid.counts, 10)
-    lo, hi = attacker_intervals(grid, only_primary)
-    s = cell(grid, 0, 0)
-    assert lo[s] == hi[s] == 3.0  # recomputable from its row: the rule is violated
 
 
 def test_grand_total_below_k_terminates_and_protects() -> None:
@@ -116,103 +99,15 @@ def test_rejects_bad_arguments() -> None:
         secondary_suppression(broken, primary_suppression(broken.counts, 10), 10)
 
 
-def test_milp_known_optimum() -> None:
-    # one small cell: the cheapest protection is a rectangle with the smallest cells that
-    # can absorb a move of k: rows 0/1 are the only ones, column 1 is the cheapest partner
-    arr = np.array([[2, 15, 90], [40, 12, 80], [70, 60, 95]])
-    grid = CellGrid.full_cube(arr)
-    k = 10
-    primary = primary_suppression(grid.counts, k)
-    opt = optimal_secondary(grid, primary, k)
-    secondary = opt & ~primary
-    assert set(np.flatnonzero(secondary).tolist()) == {
-        cell(grid, 0, 1), cell(grid, 1, 0), cell(grid, 1, 1)
-    }
-    lo, hi = attacker_intervals(grid, opt)
-    assert hi[cell(grid, 0, 0)] - lo[cell(grid, 0, 0)] >= k
-    heuristic = secondary_suppression(grid, primary, k)
-    assert information_loss(grid, heuristic & ~primary) == pytest.approx(
-        information_loss(grid, secondary)
-    )
 
 
 #: A fresh process (HiGHS keeps one thread scheduler per process): another HiGHS user and the
 #: exact MILP first, then the heuristic and the audit.  With a thread count of its own, the
 #: heuristic's solves were refused ("audit LP status Not Set") once the scheduler existed.
-SHARED_SCHEDULER = """
-import highspy, numpy as np
-from identity_analytics.protection import (
-    CellGrid, attacker_intervals, optimal_secondary, primary_suppression, secondary_suppression)
-other = highspy.Highs()
-other.setOptionValue("output_flag", False)
-other.addVar(0.0, 1.0)
-other.run()
-rng = np.random.default_rng(3)
-grid = CellGrid.full_cube(rng.poisson(12, size=(6, 7, 3)))
-primary = primary_suppression(grid.counts, 10)
-optimal_secondary(grid, primary, 10)
-mask = secondary_suppression(grid, primary, 10)
-lo, hi = attacker_intervals(grid, mask)
-assert (hi - lo)[mask].min() >= 10 - 1e-6
-print(int(primary.sum()), int(mask.sum()))
-"""
 
 
-def test_heuristic_after_other_highs_users_in_the_process() -> None:
-    done = subprocess.run([sys.executable, "-c", SHARED_SCHEDULER], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    n_primary, n_suppressed = map(int, done.stdout.splitlines()[-1].split())
-    assert 0 < n_primary < n_suppressed
 
 
-#: Another HiGHS user replaces the process's scheduler with one of another size after our
-#: solvers learnt its thread count: their solves are refused until the count is probed again.
-REPLACED_SCHEDULER = """
-import highspy, numpy as np
-from identity_analytics.protection import CellGrid, attacker_intervals, primary_suppression, secondary_suppression
-from identity_analytics.protection import _lp
-rng = np.random.default_rng(3)
-grid = CellGrid.full_cube(rng.poisson(12, size=(6, 7, 3)))
-primary = primary_suppression(grid.counts, 10)
-first = secondary_suppression(grid, primary, 10)
-before = _lp._threads()
-highspy.Highs.resetGlobalScheduler(True)
-other = highspy.Highs()
-other.setOptionValue("output_flag", False)
-other.setOptionValue("threads", before + 1)
-other.addVar(0.0, 1.0)
-other.run()
-again = secondary_suppression(grid, primary, 10)
-assert np.array_equal(first, again)
-lo, hi = attacker_intervals(grid, again)
-assert (hi - lo)[again].min() >= 10 - 1e-6
-print(before, _lp._threads())
-"""
-
-
-def test_heuristic_after_the_scheduler_is_replaced() -> None:
-    done = subprocess.run([sys.executable, "-c", REPLACED_SCHEDULER], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    before, after = map(int, done.stdout.splitlines()[-1].split())
-    assert after == before + 1
-
-
-def test_milp_protect_all_never_cheaper_than_primary_only() -> None:
-    rng = np.random.default_rng(3)
-    arr = rng.integers(0, 40, size=(4, 5))
-    grid = CellGrid.full_cube(arr)
-    k = 8
-    primary = primary_suppression(grid.counts, k)
-    base = optimal_secondary(grid, primary, k)
-    strict = optimal_secondary(grid, primary, k, protect_all=True)
-    assert_protected(grid, strict, k)
-    assert information_loss(grid, strict & ~primary) >= information_loss(
-        grid, base & ~primary
-    ) - 1e-9
-    heuristic = secondary_suppression(grid, primary, k)
-    assert information_loss(grid, heuristic & ~primary) >= information_loss(
-        grid, strict & ~primary
-    ) - 1e-9
 
 
 @st.composite
@@ -271,35 +166,6 @@ def test_region_path_on_a_four_dimensional_table() -> None:
     assert_protected(grid, mask, k)
 
 
-@settings(max_examples=30, deadline=None)
-@given(tables(), st.integers(0, 2**16))
-def test_audit_matches_plain_linprog(case: tuple[np.ndarray, int, bool], seed: int) -> None:
-    """attacker_intervals against a direct scipy LP over the whole table."""
-    from scipy.optimize import linprog
-
-    from identity_analytics.protection import additivity_matrix
-
-    arr, _, margins = case
-    grid = CellGrid.full_cube(arr, margins=margins)
-    mask = np.random.default_rng(seed).random(grid.n_cells) < 0.4
-    lo, hi = attacker_intervals(grid, mask)
-    amat = additivity_matrix(grid).toarray()
-    counts = grid.counts.astype(float)
-    bounds = [(0, None) if m else (c, c) for m, c in zip(mask, counts, strict=True)]
-    a_eq = amat if amat.shape[0] else None
-    b_eq = np.zeros(amat.shape[0]) if amat.shape[0] else None
-    for i in np.flatnonzero(mask):
-        cost = np.zeros(grid.n_cells)
-        cost[i] = 1.0
-        low = linprog(cost, A_eq=a_eq, b_eq=b_eq, bounds=bounds, method="highs")
-        high = linprog(-cost, A_eq=a_eq, b_eq=b_eq, bounds=bounds, method="highs")
-        assert low.status == 0
-        assert lo[i] == pytest.approx(low.fun, abs=1e-6)
-        if high.status == 3:
-            assert np.isinf(hi[i])
-        else:
-            assert high.status == 0
-            assert hi[i] == pytest.approx(-high.fun, abs=1e-6)
 
 
 @pytest.mark.parametrize("global_limit", [10_000, 0])  # the whole table at once; region by region
@@ -349,16 +215,3 @@ def test_suppression_leaves_the_garbage_collector_as_it_was(enabled: bool) -> No
         gc.enable() if was else gc.disable()
 
 
-def test_additive_structures_are_kept_per_layout_not_per_counts() -> None:
-    first = CellGrid.full_cube(np.array([[3, 20], [30, 40]]))
-    same_layout = CellGrid.full_cube(np.array([[30, 2], [1, 40]]))
-    other = CellGrid.full_cube(np.array([[3, 20, 5], [30, 40, 6]]))
-    assert structure.relations(first) is structure.relations(same_layout)
-    assert structure.relations(other) is not structure.relations(first)
-    # the kept structure serves grids of other counts: each pattern is that of a fresh run
-    for grid in (first, same_layout, other, first):
-        mask = secondary_suppression(grid, primary_suppression(grid.counts, 10), 10)
-        assert_protected(grid, mask, 10)
-    for size in range(2, 2 + 2 * structure.STRUCTURES_KEPT):
-        structure.relations(CellGrid.full_cube(np.ones((size, 2), dtype=np.int64)))
-    assert len(structure.STRUCTURES) == structure.STRUCTURES_KEPT
