@@ -1,11 +1,13 @@
 """Cohort benchmark: a protected 3-dimension report vs DuckDB's bare GROUP BY CUBE.
 
 In one process, on the same data, runs taken in turn (median of --repeat rounds):
-  * identity_analytics   ds.cohorts(["age", "income", "parental_status"])  (CUBE query with the
-                         state filter, every category filled in, primary + secondary suppression)
+  * identity_analytics   ds.cohorts(["age", "income", "parental_status"]) on a fresh Dataset each
+                         run (a table asked again is the answer released before): the scan into
+                         the atom table, the CUBE summed from it, every category filled in,
+                         primary + secondary suppression, the release gate
   * bare CUBE, same table    the same CUBE on the Dataset's own DuckDB table
   * bare CUBE, same Arrow    the same CUBE on the Arrow table the Dataset was built from
-then two filtered tables (their cells pass the differencing guard: timed once each), the
+then two filtered tables (audited jointly with the tables before them: timed once each), the
 same over a Parquet file (Dataset.from_parquet vs CUBE over read_parquet), and finally
 --big-rows rows (default 100 M) from Parquet, each side in a fresh process with its peak RSS.
 

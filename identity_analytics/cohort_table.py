@@ -23,9 +23,10 @@ from identity_analytics.protection import (
     secondary_suppression,
 )
 from identity_analytics.release.blocks import Block
-from identity_analytics.specs import SUPPRESSED_MARK
 
 BoolArray = npt.NDArray[np.bool_]
+#: How a suppressed cell is shown in text and HTML.
+SUPPRESSED_MARK = "·"
 
 if TYPE_CHECKING:
     import pandas as pd

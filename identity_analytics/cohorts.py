@@ -1,13 +1,15 @@
-"""Cohort tables: one DuckDB CUBE query, then engine-independent k-anonymity protection.
+"""Computing and releasing cohort tables: one DuckDB CUBE query, engine-independent protection,
+then the release gate.
 
 The cells come from the vocabulary, never from the data: every category of every requested
 dimension appears, zero cells included, so interior cells add up to their margins and the
 grand total is the number of identities counted. Protection runs on the aggregated cells
 (:mod:`identity_analytics.protection`): primary suppression of every count in (0, k), then
 secondary suppression until no suppressed cell can be narrowed below k by linear programming
-on the published cells; optionally rounding to a base.
+on the published cells; optionally rounding to a base. Tables released together are summed
+from one atom table (:mod:`identity_analytics.release.atoms`) and published through the gate
+(:func:`release_tables`). The table and its views are :mod:`identity_analytics.cohort_table`.
 """
-
 
 from __future__ import annotations
 
@@ -29,7 +31,6 @@ from identity_analytics.release.atoms import AtomTable
 from identity_analytics.release.gate import Session
 from identity_analytics.schema import ANALYTICS_TABLE
 from identity_analytics.specs import (
-    MAX_CELLS,
     PROTECT_MODES,
     counted_population,
     filter_sql,
@@ -39,6 +40,9 @@ from identity_analytics.specs import (
 from identity_analytics.vocabulary import Vocabulary
 
 BoolArray = npt.NDArray[np.bool_]
+#: Largest table (cells, margins included): beyond it a table is never a sensible release,
+#: and building and protecting it takes minutes and gigabytes.
+MAX_CELLS = 1_000_000
 
 if TYPE_CHECKING:
     import duckdb

@@ -12,10 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
-import numpy as np
-import numpy.typing as npt
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -23,25 +21,14 @@ from identity_analytics.errors import FieldError, describe
 from identity_analytics.schema import ANALYTICS_TABLE, MINORS_TABLE, sql_literal
 from identity_analytics.vocabulary import DIMENSIONS, IDENTITY_STATES, MINOR_BAND, OTHER, UNDETERMINED, Vocabulary
 
-BoolArray = npt.NDArray[np.bool_]
-
-if TYPE_CHECKING:
-    pass
-
-Protect = Literal["suppress", "round", "suppress+round"]
 PROTECT_MODES: tuple[str, ...] = ("suppress", "round", "suppress+round")
 MAX_DIMENSIONS = 4
-#: Largest table (cells, margins included): beyond it a table is never a sensible release,
-#: and building and protecting it takes minutes and gigabytes.
-MAX_CELLS = 1_000_000
-SUPPRESSED_MARK = "·"
 
 #: States counted by analytics unless the policy includes inactive identities: active, and
 #: absent (Kratos' default). Inactive and unrecognised states are left out.
 COUNTED_STATES: tuple[str, ...] = ("active", UNDETERMINED)
 #: The other categories of ``state`` (its vocabulary is fixed, see ``IDENTITY_STATES``).
 UNCOUNTED_STATES: tuple[str, ...] = (*[s for s in IDENTITY_STATES if s not in COUNTED_STATES], OTHER)
-
 
 
 class Cohort(BaseModel):
